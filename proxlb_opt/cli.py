@@ -1,0 +1,271 @@
+"""The typer CLI. Each command is short: parse → core → report → exit code.
+
+Data goes to stdout (tables, or JSON alone with --json); logs and warnings go to stderr. Every
+ProxlbOptError becomes one line `error: ...` on stderr and its exit code (config/input 2,
+collection 3, infeasible 4, timeout 5, apply 6, internal 70) in `main`, the console entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from proxlb_opt import __version__
+from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_settings, parse_max_migrations
+from proxlb_opt.errors import InputError, InternalError, ProxlbOptError
+
+app = typer.Typer(
+    name="proxlb-opt",
+    help="Optimization-based rebalancer for Proxmox VE clusters (a CP-SAT drop-in for ProxLB).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+log = logging.getLogger("proxlb_opt")
+
+MODEL_HELP = "Cluster model file (YAML or JSON, see models/README.md)."
+CONFIG_HELP = "proxlb.yaml (ProxLB keys plus an optimizer: section)."
+
+
+def _stdout() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _settings(config: Optional[Path], **overrides: Any) -> Settings:
+    settings = load_settings(config)
+    return settings.with_overrides(**overrides)
+
+
+def _choice(value: Optional[str], options: tuple[str, ...], flag: str) -> Optional[str]:
+    if value is None:
+        return None
+    if value.lower() not in options:
+        raise InputError(f"{flag}: must be one of {', '.join(options)}, got {value!r}")
+    return value.lower()
+
+
+def _load_cluster(model: Optional[Path], settings: Settings):
+    from proxlb_opt.cluster import load_model
+
+    if model is not None:
+        return load_model(model)
+    if settings.api is None:
+        raise InputError("give --model FILE, or --config FILE with a proxmox_api section to read the live cluster")
+    from proxlb_opt.adapters.proxmox import collect_cluster
+
+    return collect_cluster(settings.api)
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _warn(lines) -> None:
+    for line in lines:
+        log.warning(line)
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+@app.command()
+def plan(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    method: Optional[str] = typer.Option(None, help=f"Balance by: {', '.join(METHODS)}."),
+    mode: Optional[str] = typer.Option(None, help=f"Load figure: {', '.join(MODES)}."),
+    max_migrations: Optional[str] = typer.Option(None, "--max-migrations", help="Budget of balancing moves ('none': unlimited)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="CP-SAT time limit in seconds."),
+    algorithm: Optional[str] = typer.Option(None, help=f"Planner: {', '.join(ALGORITHMS)}."),
+    maintenance: list[str] = typer.Option([], "--maintenance", help="Node to drain (repeatable; adds to the config)."),
+    workers: Optional[int] = typer.Option(None, help="CP-SAT worker threads (default: the core count)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON only."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON plan to this file."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Plan a rebalancing: print the target placement and the ordered, capacity-safe migrations."""
+    from proxlb_opt.planner import make_plan
+    from proxlb_opt.report import plan_dict, plan_renderable
+
+    _setup_logging(verbose)
+    budget = parse_max_migrations(max_migrations, "--max-migrations") if max_migrations is not None else None
+    settings = _settings(
+        config, method=_choice(method, METHODS, "--method"), mode=_choice(mode, MODES, "--mode"),
+        time_limit=time_limit, algorithm=_choice(algorithm, ALGORITHMS, "--algorithm"), workers=workers,
+    )
+    if max_migrations is not None:
+        settings = settings.with_overrides(max_migrations=budget) if budget is not None else _unlimited(settings)
+    if maintenance:
+        settings = settings.with_overrides(maintenance_nodes=tuple(settings.maintenance_nodes) + tuple(maintenance))
+    if time_limit is not None and time_limit <= 0:
+        raise InputError("--time-limit: must be positive")
+    cluster = _load_cluster(model, settings)
+    result = make_plan(cluster, settings)
+    _warn(result.warnings)
+    _warn(result.notes)
+    data = plan_dict(result)
+    if output is not None:
+        output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        _emit_json(data)
+    else:
+        _stdout().print(plan_renderable(result))
+
+
+def _unlimited(settings: Settings) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, max_migrations=None)
+
+
+# ----------------------------------------------------------------------------- best-node
+
+
+@app.command("best-node")
+def best_node(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    cpus: Optional[float] = typer.Option(None, help="vCPUs of the new guest."),
+    memory: Optional[str] = typer.Option(None, help="Memory of the new guest (e.g. 8G)."),
+    disk: Optional[str] = typer.Option(None, help="Local disk of the new guest (e.g. 32G); shared storage if omitted."),
+    tags: Optional[str] = typer.Option(None, help="Tags, ';'- or ','-separated (plb_* rules apply)."),
+    guest_type: str = typer.Option("vm", "--type", help="vm or ct."),
+    terraform: bool = typer.Option(False, "--terraform", help="Read a Terraform external data query (JSON) on stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """The node where a new guest of this shape fits, honouring rules and keeping the cluster balanced."""
+    from proxlb_opt.bestnode import rank_nodes
+    from proxlb_opt.report import best_node_dict, best_node_table
+
+    _setup_logging(verbose)
+    query: dict[str, Any] = {}
+    if terraform:
+        query = _terraform_query()
+        model = model or (Path(query["model"]) if query.get("model") else None)
+        config = config or (Path(query["config"]) if query.get("config") else None)
+    settings = _settings(config)
+    cluster = _load_cluster(model, settings)
+    guest = _guest_shape(cpus=query.get("cpus", cpus), memory=query.get("memory", memory),
+                         disk=query.get("disk", disk), tags=query.get("tags", tags),
+                         guest_type=query.get("type", guest_type))
+    ranking = rank_nodes(cluster, settings, guest)
+    data = best_node_dict(ranking)
+    if terraform:
+        if data["node"] is None:
+            raise InputError("no node can take a guest of this shape")
+        _emit_json({"node": data["node"]})
+    elif as_json:
+        _emit_json(data)
+    else:
+        console = _stdout()
+        console.print(best_node_table(ranking))
+        console.print(f"best node: {data['node']}" if data["node"] else "no node can take this guest")
+    if data["node"] is None:
+        raise typer.Exit(4)
+
+
+def _terraform_query() -> dict[str, str]:
+    raw = sys.stdin.read()
+    try:
+        query = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        raise InputError("--terraform: stdin is not a JSON object (Terraform's external data source query)") from None
+    if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
+        raise InputError("--terraform: the query must be a JSON object of strings")
+    known = {"cpus", "memory", "disk", "tags", "type", "model", "config"}
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise InputError(f"--terraform: unknown query key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return query
+
+
+def _guest_shape(cpus: Any, memory: Any, disk: Any, tags: Any, guest_type: Any) -> dict[str, Any]:
+    from proxlb_opt.units import parse_cores_milli, parse_size_mib
+
+    if memory is None or cpus is None:
+        raise InputError("best-node needs --cpus and --memory (and optionally --disk, --tags)")
+    try:
+        parse_cores_milli(cpus, "--cpus")
+        parse_size_mib(memory, "--memory")
+        if disk is not None:
+            parse_size_mib(disk, "--disk")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if float(cpus) <= 0:
+        raise InputError("--cpus: must be positive")
+    if str(guest_type).lower() not in ("vm", "ct"):
+        raise InputError(f"--type: must be vm or ct, got {guest_type!r}")
+    guest: dict[str, Any] = {"cpus": float(cpus), "memory": memory, "type": str(guest_type).lower()}
+    if disk is not None:
+        guest.update(disk=disk, local_disk=True)
+    if tags:
+        guest["tags"] = str(tags)
+    return guest
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+@app.command()
+def simulate(
+    model: Path = typer.Argument(..., help=MODEL_HELP),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8006, help="TCP port (0: any free port)."),
+    time_scale: float = typer.Option(1.0, "--time-scale", help="Simulated seconds per real second."),
+    ca_dir: Optional[Path] = typer.Option(None, "--ca-dir", help="Where to write the CA certificate."),
+) -> None:
+    """Serve a simulated Proxmox VE API over HTTPS, seeded from a model file (for rehearsals and tests)."""
+    from proxlb_opt.simulator.server import run_simulator
+
+    if time_scale <= 0:
+        raise InputError("--time-scale: must be positive")
+    run_simulator(str(model), host=host, port=port, time_scale=time_scale,
+                  ca_dir=str(ca_dir) if ca_dir else None, stream=sys.stdout)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    sys.stdout.write(f"proxlb-opt {__version__}\n")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the app and turns errors into one line and an exit code.
+
+    typer/click handle usage errors themselves (exit 2) and raise SystemExit at the end.
+    """
+    try:
+        app(args=argv, prog_name="proxlb-opt")
+    except ProxlbOptError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: our bug, said plainly
+        if os.environ.get("PROXLB_OPT_DEBUG"):
+            raise
+        _fail(f"internal error (please report; PROXLB_OPT_DEBUG=1 shows the traceback): "
+              f"{exc.__class__.__name__}: {exc}", InternalError.exit_code)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(code)

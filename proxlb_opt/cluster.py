@@ -1,0 +1,625 @@
+"""The Cluster: one immutable snapshot of nodes and guests, and its model files.
+
+Owns the cluster model file format (models/README.md, version 1): load, validate, save, and
+the pure what-if transforms that return a new Cluster. Arrays are integers with units in their
+names (`mem_mib`, `cpu_milli`, `disk_mib`), axis `g` for guests and `n` for nodes, read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import yaml
+
+from proxlb_opt.errors import ModelError
+from proxlb_opt.units import parse_cores_milli, parse_size_mib
+
+MODEL_VERSION = 1
+
+NODE_KEYS = {
+    "name", "cpus", "memory", "disk", "memory_used", "cpu_usage", "disk_used", "status", "maintenance",
+}
+GUEST_KEYS = {
+    "vmid", "name", "type", "node", "status", "cpus", "cpu_usage", "memory", "memory_used", "disk",
+    "disk_used", "local_disk", "tags", "pool", "ha", "lock", "template",
+}
+HA_RULE_KEYS = {"rule", "type", "resources", "nodes", "affinity", "strict", "disable", "comment"}
+TOP_KEYS = {"version", "cluster", "nodes", "guests", "ha_rules", "source"}
+
+
+@dataclass(frozen=True)
+class HaRule:
+    """A PVE 9 HA rule (`/cluster/ha/rules`): node-affinity or resource-affinity."""
+
+    name: str
+    type: str  # "node-affinity" | "resource-affinity"
+    vmids: tuple[int, ...]
+    affinity: str = "positive"  # resource-affinity only: "positive" | "negative"
+    strict: bool = False
+    node_priorities: tuple[tuple[str, int], ...] = ()  # node-affinity only
+    disabled: bool = False
+
+
+def _readonly(values: Iterable[Any], dtype: Any) -> np.ndarray:
+    array = np.array(list(values), dtype=dtype)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Cluster:
+    """Nodes (axis n) and guests (axis g) as read-only integer arrays plus name tables."""
+
+    name: str
+    node_names: tuple[str, ...]
+    node_online: np.ndarray  # bool[n]
+    node_maintenance: np.ndarray  # bool[n]: maintenance reported by the cluster (HA) or model
+    node_cpu_milli: np.ndarray  # int64[n] physical cores × 1000
+    node_mem_mib: np.ndarray
+    node_disk_mib: np.ndarray  # local storage size
+    node_cpu_used_milli: np.ndarray  # as reported (host view)
+    node_mem_used_mib: np.ndarray
+    node_disk_used_mib: np.ndarray
+    guest_vmid: np.ndarray  # int64[g]
+    guest_names: tuple[str, ...]
+    guest_is_ct: np.ndarray  # bool[g]
+    guest_node: np.ndarray  # int64[g] index into node_names
+    guest_running: np.ndarray  # bool[g]
+    guest_cpu_milli: np.ndarray  # assigned vCPUs × 1000
+    guest_cpu_used_milli: np.ndarray
+    guest_mem_mib: np.ndarray
+    guest_mem_used_mib: np.ndarray
+    guest_disk_mib: np.ndarray
+    guest_disk_used_mib: np.ndarray
+    guest_local_disk: np.ndarray  # bool[g]: disks live on the node's local storage
+    guest_tags: tuple[tuple[str, ...], ...]
+    guest_pool: tuple[str | None, ...]
+    guest_ha: np.ndarray  # bool[g]
+    guest_lock: tuple[str | None, ...]
+    guest_template: np.ndarray  # bool[g]
+    ha_rules: tuple[HaRule, ...] = ()
+    source: str = ""
+    _node_index: dict[str, int] = field(default_factory=dict, repr=False)
+    _vmid_index: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_node_index", {name: i for i, name in enumerate(self.node_names)})
+        object.__setattr__(self, "_vmid_index", {int(v): i for i, v in enumerate(self.guest_vmid)})
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_names)
+
+    @property
+    def n_guests(self) -> int:
+        return len(self.guest_names)
+
+    def node_index(self, name: str) -> int | None:
+        return self._node_index.get(name)
+
+    def guest_index(self, vmid: int) -> int | None:
+        return self._vmid_index.get(int(vmid))
+
+    def guest_type(self, g: int) -> str:
+        return "ct" if self.guest_is_ct[g] else "vm"
+
+    def guest_label(self, g: int) -> str:
+        return f"{self.guest_type(g)}:{int(self.guest_vmid[g])} ({self.guest_names[g]})"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+class _Reader:
+    """Field readers that turn any bad value into a ModelError naming file and field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, message: str) -> ModelError:
+        return ModelError(f"{self.source}: {where}: {message}")
+
+    def size(self, entry: Mapping, key: str, where: str, default: Any = None) -> int:
+        if key not in entry or entry[key] is None:
+            if default is None:
+                raise self.fail(f"{where}.{key}", "is required")
+            return default
+        try:
+            return parse_size_mib(entry[key], key)
+        except ValueError as exc:
+            raise self.fail(f"{where}.{key}", str(exc).split(": ", 1)[-1]) from None
+
+    def cores(self, entry: Mapping, key: str, where: str, default: Any = None) -> int:
+        if key not in entry or entry[key] is None:
+            if default is None:
+                raise self.fail(f"{where}.{key}", "is required")
+            return default
+        try:
+            return parse_cores_milli(entry[key], key)
+        except ValueError as exc:
+            raise self.fail(f"{where}.{key}", str(exc).split(": ", 1)[-1]) from None
+
+    def boolean(self, entry: Mapping, key: str, where: str, default: bool) -> bool:
+        value = entry.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise self.fail(f"{where}.{key}", f"expected true or false, got {value!r}")
+
+    def choice(self, entry: Mapping, key: str, where: str, allowed: tuple[str, ...], default: str) -> str:
+        value = entry.get(key, default)
+        if value is None:
+            return default
+        value = str(value).lower()
+        if value not in allowed:
+            raise self.fail(f"{where}.{key}", f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def keys(self, entry: Any, allowed: set[str], where: str) -> Mapping:
+        if not isinstance(entry, Mapping):
+            raise self.fail(where, f"expected a mapping, got {type(entry).__name__}")
+        unknown = sorted(set(map(str, entry)) - allowed)
+        if unknown:
+            from proxlb_opt.config import closest_key  # local import: config imports cluster
+
+            hint = closest_key(unknown[0], allowed)
+            suffix = f" (did you mean {hint!r}?)" if hint else ""
+            raise self.fail(f"{where}.{unknown[0]}", f"unknown field{suffix}")
+        return entry
+
+
+def parse_tags(value: Any) -> tuple[str, ...]:
+    """Tags as PVE gives them (`a;b`, also `,` or spaces) or as a list; lower-cased, sorted, unique."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        parts = value.replace(",", ";").replace(" ", ";").split(";")
+    elif isinstance(value, (list, tuple)):
+        parts = [str(v) for v in value]
+    else:
+        raise ValueError(f"expected a list or a ';'-separated string, got {value!r}")
+    return tuple(sorted({p.strip().lower() for p in parts if p.strip()}))
+
+
+def read_model_file(path: str | Path) -> dict:
+    """Read a YAML or JSON model file into a mapping; ModelError on any I/O or syntax problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read model file ({exc.__class__.__name__})") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ModelError(f"{path}: not valid YAML/JSON{where}: {first_line}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a mapping with 'version', 'nodes' and 'guests'")
+    return data
+
+
+def load_model(path: str | Path) -> Cluster:
+    """Load and validate a cluster model file (YAML, or JSON by extension)."""
+    return cluster_from_dict(read_model_file(path), source=str(path))
+
+
+def cluster_from_dict(data: Mapping, source: str = "<model>") -> Cluster:
+    """Validate a model mapping (format v1) and build the Cluster."""
+    r = _Reader(source)
+    r.keys(data, TOP_KEYS, "top level")
+    version = data.get("version", MODEL_VERSION)
+    if version != MODEL_VERSION:
+        raise r.fail("version", f"unsupported model version {version!r} (this proxlb-opt reads version {MODEL_VERSION})")
+    nodes_in = data.get("nodes")
+    if not isinstance(nodes_in, list) or not nodes_in:
+        raise r.fail("nodes", "must be a non-empty list")
+    guests_in = data.get("guests") or []
+    if not isinstance(guests_in, list):
+        raise r.fail("guests", "must be a list")
+
+    nodes = [_read_node(r, entry, i) for i, entry in enumerate(nodes_in)]
+    node_index: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node["name"] in node_index:
+            raise r.fail(f"nodes[{i}].name", f"duplicate node name {node['name']!r}")
+        node_index[node["name"]] = i
+
+    guests = [_read_guest(r, entry, i, node_index) for i, entry in enumerate(guests_in)]
+    seen: dict[int, int] = {}
+    for i, guest in enumerate(guests):
+        if guest["vmid"] in seen:
+            raise r.fail(f"guests[{i}].vmid", f"duplicate vmid {guest['vmid']} (also guests[{seen[guest['vmid']]}])")
+        seen[guest["vmid"]] = i
+
+    ha_in = data.get("ha_rules") or []
+    if not isinstance(ha_in, list):
+        raise r.fail("ha_rules", "must be a list")
+    ha_rules = tuple(_read_ha_rule(r, entry, i, node_index) for i, entry in enumerate(ha_in))
+
+    _fill_node_usage_defaults(nodes, guests, node_index)
+    name = str(data.get("cluster") or Path(source).stem or "cluster")
+    return _build(name, nodes, guests, ha_rules, source=str(data.get("source") or source))
+
+
+def _read_node(r: _Reader, entry: Any, i: int) -> dict:
+    where = f"nodes[{i}]"
+    r.keys(entry, NODE_KEYS, where)
+    if not entry.get("name"):
+        raise r.fail(f"{where}.name", "is required")
+    where = f"nodes[{i}] ({entry['name']})"
+    node = {
+        "name": str(entry["name"]),
+        "cpu_milli": r.cores(entry, "cpus", where),
+        "mem_mib": r.size(entry, "memory", where),
+        "disk_mib": r.size(entry, "disk", where, default=0),
+        "mem_used_mib": r.size(entry, "memory_used", where, default=-1),
+        "cpu_used_milli": r.cores(entry, "cpu_usage", where, default=-1),
+        "disk_used_mib": r.size(entry, "disk_used", where, default=-1),
+        "online": r.choice(entry, "status", where, ("online", "offline", "unknown"), "online") == "online",
+        "maintenance": r.boolean(entry, "maintenance", where, False),
+    }
+    if node["cpu_milli"] <= 0:
+        raise r.fail(f"{where}.cpus", "must be positive")
+    if node["mem_mib"] <= 0:
+        raise r.fail(f"{where}.memory", "must be positive")
+    return node
+
+
+def _read_guest(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int]) -> dict:
+    where = f"guests[{i}]"
+    r.keys(entry, GUEST_KEYS, where)
+    vmid = entry.get("vmid")
+    if isinstance(vmid, bool) or not isinstance(vmid, int) or vmid <= 0:
+        if isinstance(vmid, str) and vmid.isdigit() and int(vmid) > 0:
+            vmid = int(vmid)
+        else:
+            raise r.fail(f"{where}.vmid", f"must be a positive integer, got {vmid!r}")
+    where = f"guests[{i}] (vmid {vmid})"
+    node_name = entry.get("node")
+    if node_name is None:
+        raise r.fail(f"{where}.node", "is required")
+    if str(node_name) not in node_index:
+        raise r.fail(f"{where}.node", f"unknown node {node_name!r} (nodes: {', '.join(node_index)})")
+    running = r.choice(entry, "status", where, ("running", "stopped", "paused", "suspended"), "running") != "stopped"
+    mem = r.size(entry, "memory", where)
+    cpus = r.cores(entry, "cpus", where, default=1000)
+    disk = r.size(entry, "disk", where, default=0)
+    try:
+        tags = parse_tags(entry.get("tags"))
+    except ValueError as exc:
+        raise r.fail(f"{where}.tags", str(exc)) from None
+    lock = entry.get("lock")
+    guest = {
+        "vmid": vmid,
+        "name": str(entry.get("name") or f"{'ct' if entry.get('type') == 'ct' else 'vm'}{vmid}"),
+        "is_ct": r.choice(entry, "type", where, ("vm", "ct", "qemu", "lxc"), "vm") in ("ct", "lxc"),
+        "node": node_index[str(node_name)],
+        "running": running,
+        "cpu_milli": cpus,
+        "cpu_used_milli": r.cores(entry, "cpu_usage", where, default=cpus),
+        "mem_mib": mem,
+        "mem_used_mib": r.size(entry, "memory_used", where, default=mem),
+        "disk_mib": disk,
+        "disk_used_mib": r.size(entry, "disk_used", where, default=disk),
+        "local_disk": r.boolean(entry, "local_disk", where, False),
+        "tags": tags,
+        "pool": str(entry["pool"]) if entry.get("pool") not in (None, "") else None,
+        "ha": r.boolean(entry, "ha", where, False),
+        "lock": str(lock) if lock not in (None, "", False) else None,
+        "template": r.boolean(entry, "template", where, False),
+    }
+    if guest["mem_used_mib"] > mem and mem > 0:
+        # Ballooning and host overhead can push RSS slightly above the assigned size; cap to keep sums sane.
+        guest["mem_used_mib"] = mem
+    return guest
+
+
+def _read_ha_rule(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int]) -> HaRule:
+    where = f"ha_rules[{i}]"
+    r.keys(entry, HA_RULE_KEYS, where)
+    name = str(entry.get("rule") or f"rule{i}")
+    where = f"ha_rules[{i}] ({name})"
+    rule_type = r.choice(entry, "type", where, ("node-affinity", "resource-affinity"), "resource-affinity")
+    vmids = _parse_ha_resources(r, entry.get("resources"), f"{where}.resources")
+    priorities: list[tuple[str, int]] = []
+    if rule_type == "node-affinity":
+        nodes_value = entry.get("nodes")
+        if not nodes_value:
+            raise r.fail(f"{where}.nodes", "is required for a node-affinity rule")
+        items = nodes_value.split(",") if isinstance(nodes_value, str) else list(nodes_value)
+        for item in items:
+            node_name, _, prio = str(item).strip().partition(":")
+            try:
+                priorities.append((node_name, int(prio) if prio else 0))
+            except ValueError:
+                raise r.fail(f"{where}.nodes", f"bad priority in {item!r} (expected node:number)") from None
+    return HaRule(
+        name=name,
+        type=rule_type,
+        vmids=vmids,
+        affinity=r.choice(entry, "affinity", where, ("positive", "negative"), "positive"),
+        strict=r.boolean(entry, "strict", where, rule_type == "resource-affinity"),
+        node_priorities=tuple(priorities),
+        disabled=r.boolean(entry, "disable", where, False),
+    )
+
+
+def _parse_ha_resources(r: _Reader, value: Any, where: str) -> tuple[int, ...]:
+    if not value:
+        raise r.fail(where, "is required (e.g. \"vm:101,ct:102\")")
+    items = value.split(",") if isinstance(value, str) else list(value)
+    vmids = []
+    for item in items:
+        text = str(item).strip()
+        _, _, number = text.rpartition(":")
+        if not number.isdigit():
+            raise r.fail(where, f"cannot read resource {text!r} (expected vm:ID or ct:ID)")
+        vmids.append(int(number))
+    return tuple(vmids)
+
+
+def _fill_node_usage_defaults(nodes: list[dict], guests: list[dict], node_index: Mapping[str, int]) -> None:
+    """A node's reported usage defaults to the sum over the guests on it (no host overhead)."""
+    for n, node in enumerate(nodes):
+        on_node = [g for g in guests if g["node"] == n]
+        running = [g for g in on_node if g["running"]]
+        if node["mem_used_mib"] < 0:
+            node["mem_used_mib"] = sum(g["mem_used_mib"] for g in running)
+        if node["cpu_used_milli"] < 0:
+            node["cpu_used_milli"] = sum(g["cpu_used_milli"] for g in running)
+        if node["disk_used_mib"] < 0:
+            node["disk_used_mib"] = sum(g["disk_used_mib"] for g in on_node if g["local_disk"])
+
+
+def _build(name: str, nodes: list[dict], guests: list[dict], ha_rules: tuple[HaRule, ...], source: str) -> Cluster:
+    i64 = np.int64
+    return Cluster(
+        name=name,
+        node_names=tuple(n["name"] for n in nodes),
+        node_online=_readonly((n["online"] for n in nodes), bool),
+        node_maintenance=_readonly((n["maintenance"] for n in nodes), bool),
+        node_cpu_milli=_readonly((n["cpu_milli"] for n in nodes), i64),
+        node_mem_mib=_readonly((n["mem_mib"] for n in nodes), i64),
+        node_disk_mib=_readonly((n["disk_mib"] for n in nodes), i64),
+        node_cpu_used_milli=_readonly((n["cpu_used_milli"] for n in nodes), i64),
+        node_mem_used_mib=_readonly((n["mem_used_mib"] for n in nodes), i64),
+        node_disk_used_mib=_readonly((n["disk_used_mib"] for n in nodes), i64),
+        guest_vmid=_readonly((g["vmid"] for g in guests), i64),
+        guest_names=tuple(g["name"] for g in guests),
+        guest_is_ct=_readonly((g["is_ct"] for g in guests), bool),
+        guest_node=_readonly((g["node"] for g in guests), i64),
+        guest_running=_readonly((g["running"] for g in guests), bool),
+        guest_cpu_milli=_readonly((g["cpu_milli"] for g in guests), i64),
+        guest_cpu_used_milli=_readonly((g["cpu_used_milli"] for g in guests), i64),
+        guest_mem_mib=_readonly((g["mem_mib"] for g in guests), i64),
+        guest_mem_used_mib=_readonly((g["mem_used_mib"] for g in guests), i64),
+        guest_disk_mib=_readonly((g["disk_mib"] for g in guests), i64),
+        guest_disk_used_mib=_readonly((g["disk_used_mib"] for g in guests), i64),
+        guest_local_disk=_readonly((g["local_disk"] for g in guests), bool),
+        guest_tags=tuple(g["tags"] for g in guests),
+        guest_pool=tuple(g["pool"] for g in guests),
+        guest_ha=_readonly((g["ha"] for g in guests), bool),
+        guest_lock=tuple(g["lock"] for g in guests),
+        guest_template=_readonly((g["template"] for g in guests), bool),
+        ha_rules=ha_rules,
+        source=source,
+    )
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def _mib_text(mib: int) -> str:
+    if mib % (1024 * 1024) == 0 and mib:
+        return f"{mib // (1024 * 1024)}T"
+    if mib % 1024 == 0 and mib:
+        return f"{mib // 1024}G"
+    return f"{mib}M"
+
+
+def _cores(milli: int) -> float | int:
+    return milli // 1000 if milli % 1000 == 0 else round(milli / 1000, 3)
+
+
+def cluster_to_dict(cluster: Cluster) -> dict:
+    """The model-file mapping (format v1) of a Cluster; `cluster_from_dict` reads it back identically."""
+    c = cluster
+    nodes = []
+    for n, name in enumerate(c.node_names):
+        entry = {
+            "name": name,
+            "cpus": _cores(int(c.node_cpu_milli[n])),
+            "memory": _mib_text(int(c.node_mem_mib[n])),
+            "disk": _mib_text(int(c.node_disk_mib[n])),
+            "memory_used": _mib_text(int(c.node_mem_used_mib[n])),
+            "cpu_usage": _cores(int(c.node_cpu_used_milli[n])),
+            "disk_used": _mib_text(int(c.node_disk_used_mib[n])),
+            "status": "online" if c.node_online[n] else "offline",
+        }
+        if c.node_maintenance[n]:
+            entry["maintenance"] = True
+        nodes.append(entry)
+    guests = []
+    for g in range(c.n_guests):
+        entry: dict[str, Any] = {
+            "vmid": int(c.guest_vmid[g]),
+            "name": c.guest_names[g],
+            "type": c.guest_type(g),
+            "node": c.node_names[int(c.guest_node[g])],
+            "status": "running" if c.guest_running[g] else "stopped",
+            "cpus": _cores(int(c.guest_cpu_milli[g])),
+            "cpu_usage": _cores(int(c.guest_cpu_used_milli[g])),
+            "memory": _mib_text(int(c.guest_mem_mib[g])),
+            "memory_used": _mib_text(int(c.guest_mem_used_mib[g])),
+            "disk": _mib_text(int(c.guest_disk_mib[g])),
+            "disk_used": _mib_text(int(c.guest_disk_used_mib[g])),
+            "local_disk": bool(c.guest_local_disk[g]),
+        }
+        if c.guest_tags[g]:
+            entry["tags"] = list(c.guest_tags[g])
+        if c.guest_pool[g]:
+            entry["pool"] = c.guest_pool[g]
+        if c.guest_ha[g]:
+            entry["ha"] = True
+        if c.guest_lock[g]:
+            entry["lock"] = c.guest_lock[g]
+        if c.guest_template[g]:
+            entry["template"] = True
+        guests.append(entry)
+    data: dict[str, Any] = {"version": MODEL_VERSION, "cluster": c.name, "nodes": nodes, "guests": guests}
+    if c.ha_rules:
+        data["ha_rules"] = [_ha_rule_to_dict(rule, c) for rule in c.ha_rules]
+    return data
+
+
+def _ha_rule_to_dict(rule: HaRule, cluster: Cluster) -> dict:
+    def resource(vmid: int) -> str:
+        g = cluster.guest_index(vmid)
+        kind = "ct" if g is not None and cluster.guest_is_ct[g] else "vm"
+        return f"{kind}:{vmid}"
+
+    entry: dict[str, Any] = {
+        "rule": rule.name,
+        "type": rule.type,
+        "resources": ",".join(resource(v) for v in rule.vmids),
+        "strict": rule.strict,
+    }
+    if rule.type == "resource-affinity":
+        entry["affinity"] = rule.affinity
+    else:
+        entry["nodes"] = ",".join(f"{n}:{p}" if p else n for n, p in rule.node_priorities)
+    if rule.disabled:
+        entry["disable"] = True
+    return entry
+
+
+def save_model(cluster: Cluster, path: str | Path) -> None:
+    """Write a model file (YAML, or JSON by extension)."""
+    data = cluster_to_dict(cluster)
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+    path.write_text(text, encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- what-if transforms
+
+
+def with_placement(cluster: Cluster, placement: np.ndarray) -> Cluster:
+    """The same cluster with guests on the nodes of `placement` (int[g]); node usage follows the guests."""
+    placement = np.asarray(placement, dtype=np.int64)
+    moved_from = cluster.guest_node
+    n_nodes = cluster.n_nodes
+    running = cluster.guest_running
+    local = cluster.guest_local_disk
+
+    def shift(node_used: np.ndarray, guest_used: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = np.bincount(placement[mask], weights=guest_used[mask], minlength=n_nodes)
+        back = np.bincount(moved_from[mask], weights=guest_used[mask], minlength=n_nodes)
+        return _readonly(node_used + out.astype(np.int64) - back.astype(np.int64), np.int64)
+
+    return dataclasses.replace(
+        cluster,
+        guest_node=_readonly(placement, np.int64),
+        node_mem_used_mib=shift(cluster.node_mem_used_mib, cluster.guest_mem_used_mib, running),
+        node_cpu_used_milli=shift(cluster.node_cpu_used_milli, cluster.guest_cpu_used_milli, running),
+        node_disk_used_mib=shift(cluster.node_disk_used_mib, cluster.guest_disk_used_mib, local),
+    )
+
+
+def without_nodes(cluster: Cluster, names: Iterable[str]) -> Cluster:
+    """Drop the named nodes and every guest on them (ProxLB's `ignore_nodes`)."""
+    drop = {cluster.node_index(n) for n in names} - {None}
+    if not drop:
+        return cluster
+    keep_nodes = [n for n in range(cluster.n_nodes) if n not in drop]
+    remap = {old: new for new, old in enumerate(keep_nodes)}
+    keep_guests = np.array([int(n) not in drop for n in cluster.guest_node], dtype=bool)
+    return _subset(cluster, keep_nodes, keep_guests, remap)
+
+
+def _subset(cluster: Cluster, keep_nodes: list[int], keep_guests: np.ndarray, remap: Mapping[int, int]) -> Cluster:
+    gi = np.flatnonzero(keep_guests)
+    ni = np.array(keep_nodes, dtype=np.int64)
+
+    def nodes_arr(a: np.ndarray) -> np.ndarray:
+        return _readonly(a[ni], a.dtype)
+
+    def guests_arr(a: np.ndarray) -> np.ndarray:
+        return _readonly(a[gi], a.dtype)
+
+    def guests_tuple(t: tuple) -> tuple:
+        return tuple(t[i] for i in gi)
+
+    kept_vmids = {int(v) for v in cluster.guest_vmid[gi]}
+    return dataclasses.replace(
+        cluster,
+        node_names=tuple(cluster.node_names[i] for i in keep_nodes),
+        node_online=nodes_arr(cluster.node_online),
+        node_maintenance=nodes_arr(cluster.node_maintenance),
+        node_cpu_milli=nodes_arr(cluster.node_cpu_milli),
+        node_mem_mib=nodes_arr(cluster.node_mem_mib),
+        node_disk_mib=nodes_arr(cluster.node_disk_mib),
+        node_cpu_used_milli=nodes_arr(cluster.node_cpu_used_milli),
+        node_mem_used_mib=nodes_arr(cluster.node_mem_used_mib),
+        node_disk_used_mib=nodes_arr(cluster.node_disk_used_mib),
+        guest_vmid=guests_arr(cluster.guest_vmid),
+        guest_names=guests_tuple(cluster.guest_names),
+        guest_is_ct=guests_arr(cluster.guest_is_ct),
+        guest_node=_readonly((remap[int(n)] for n in cluster.guest_node[gi]), np.int64),
+        guest_running=guests_arr(cluster.guest_running),
+        guest_cpu_milli=guests_arr(cluster.guest_cpu_milli),
+        guest_cpu_used_milli=guests_arr(cluster.guest_cpu_used_milli),
+        guest_mem_mib=guests_arr(cluster.guest_mem_mib),
+        guest_mem_used_mib=guests_arr(cluster.guest_mem_used_mib),
+        guest_disk_mib=guests_arr(cluster.guest_disk_mib),
+        guest_disk_used_mib=guests_arr(cluster.guest_disk_used_mib),
+        guest_local_disk=guests_arr(cluster.guest_local_disk),
+        guest_tags=guests_tuple(cluster.guest_tags),
+        guest_pool=guests_tuple(cluster.guest_pool),
+        guest_ha=guests_arr(cluster.guest_ha),
+        guest_lock=guests_tuple(cluster.guest_lock),
+        guest_template=guests_arr(cluster.guest_template),
+        ha_rules=tuple(
+            dataclasses.replace(rule, vmids=tuple(v for v in rule.vmids if v in kept_vmids))
+            for rule in cluster.ha_rules
+        ),
+    )
+
+
+def with_guest(cluster: Cluster, guest: Mapping[str, Any]) -> Cluster:
+    """The cluster plus one guest (a model-file guest entry, last index); its node's usage includes it."""
+    data = cluster_to_dict(cluster)
+    data["guests"] = list(data["guests"]) + [dict(guest)]
+    grown = cluster_from_dict(data, source=cluster.source or "<what-if>")
+    g, n = grown.n_guests - 1, int(grown.guest_node[-1])
+
+    def bump(node_used: np.ndarray, amount: int) -> np.ndarray:
+        out = node_used.copy()
+        out[n] += amount
+        return _readonly(out, np.int64)
+
+    running = bool(grown.guest_running[g])
+    return dataclasses.replace(
+        grown,
+        node_mem_used_mib=bump(grown.node_mem_used_mib, int(grown.guest_mem_used_mib[g]) if running else 0),
+        node_cpu_used_milli=bump(grown.node_cpu_used_milli, int(grown.guest_cpu_used_milli[g]) if running else 0),
+        node_disk_used_mib=bump(grown.node_disk_used_mib,
+                                int(grown.guest_disk_used_mib[g]) if grown.guest_local_disk[g] else 0),
+    )

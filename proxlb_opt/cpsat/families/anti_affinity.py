@@ -1,0 +1,18 @@
+"""Anti-affinity: one at-most-k per group and node (never pairwise), k = the group's per-node cap."""
+
+from __future__ import annotations
+
+from proxlb_opt.cpsat.families import Terms
+
+
+def encode(ctx) -> Terms:
+    for group in ctx.rules.anti_affinities:
+        for n in range(ctx.cluster.n_nodes):
+            fixed = sum(1 for g in group.members if ctx.fixed_node[g] == n)
+            free = [ctx.x[(g, n)] for g in group.members if (g, n) in ctx.x]
+            if not free or len(free) + fixed <= group.per_node_cap:
+                continue
+            room = group.per_node_cap - fixed
+            constraint = ctx.model.AddAtMostOne(free) if room == 1 else ctx.model.Add(sum(free) <= room)
+            ctx.enforce(constraint, group.source)
+    return Terms()

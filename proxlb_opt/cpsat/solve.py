@@ -1,0 +1,88 @@
+"""The one place that maps CP-SAT's status to results or errors.
+
+`solve_placement` builds, solves and decodes; it returns a SolveResult with the placement, the
+status (optimal / feasible), the solver's bound on the spread and wall time. INFEASIBLE becomes an
+InfeasibleError naming the rules in conflict (explain.py); no solution in time becomes None so the
+caller can fall back to a valid incumbent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from proxlb_opt.check import PERCENT_SCALE, LoadModel
+from proxlb_opt.cluster import Cluster
+from proxlb_opt.cpsat.build import BuildOptions, Built, build, decode
+from proxlb_opt.errors import InternalError
+from proxlb_opt.rules import RuleSet
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    time_limit: float = 10.0
+    workers: int = 0  # 0: the machine's core count, at least 2
+    seed: int = 7
+    max_migrations: int | None = None
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    placement: np.ndarray | None  # None: no solution within the time limit
+    status: str  # "optimal" | "feasible" | "unknown"
+    objective_spread: float | None  # spread (pp, weighted) per the solver's own objective
+    bound_spread: float  # lower bound on the weighted spread, percentage points
+    seconds: float
+    infeasible: bool = False
+
+
+def worker_count(requested: int) -> int:
+    return requested if requested > 0 else max(2, min(8, os.cpu_count() or 2))
+
+
+def make_solver(settings: SolverSettings, time_limit: float | None = None) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    params = solver.parameters
+    params.max_time_in_seconds = float(time_limit if time_limit is not None else settings.time_limit)
+    params.num_workers = worker_count(settings.workers)
+    params.random_seed = settings.seed
+    params.log_search_progress = False
+    return solver
+
+
+def solve_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: SolverSettings,
+                    hint: np.ndarray | None = None, restrict_to: np.ndarray | None = None,
+                    time_limit: float | None = None) -> SolveResult:
+    start = time.perf_counter()
+    built = build(cluster, rules, loads, BuildOptions(max_migrations=settings.max_migrations, hint=hint,
+                                                      restrict_to=restrict_to))
+    solver = make_solver(settings, time_limit)
+    status = solver.Solve(built.model)
+    seconds = time.perf_counter() - start
+    return _result(built, solver, status, seconds, loads)
+
+
+def _weighted_spread(value: float, loads: LoadModel) -> float:
+    return value / PERCENT_SCALE * 100 / sum(loads.weights)
+
+
+def _result(built: Built, solver: cp_model.CpSolver, status: int, seconds: float, loads: LoadModel) -> SolveResult:
+    if status == cp_model.MODEL_INVALID:
+        raise InternalError(f"CP-SAT rejected the model as invalid: {built.model.Validate()[:200]}")
+    if status == cp_model.INFEASIBLE:
+        return SolveResult(None, "infeasible", None, 0.0, seconds, infeasible=True)
+    bound = _weighted_spread(solver.BestObjectiveBound() // built.primary_weight, loads)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return SolveResult(None, "unknown", None, max(0.0, bound), seconds)
+    primary = sum(solver.Value(t) for t in built.primary_terms) if built.primary_terms else 0
+    return SolveResult(
+        placement=decode(built, solver),
+        status="optimal" if status == cp_model.OPTIMAL else "feasible",
+        objective_spread=_weighted_spread(primary, loads),
+        bound_spread=max(0.0, bound),
+        seconds=seconds,
+    )

@@ -1,0 +1,378 @@
+"""Rule declarations and where they come from: ProxLB's plb_* tags, pools, PVE 9 HA rules, config.
+
+`derive_rules(cluster, settings)` turns a Cluster and Settings into a RuleSet: the declared rules
+(Affinity, AntiAffinity, Pin, NodePreference, Ignore, Maintenance) plus what follows from them for
+every guest: may it move, where may it go, must it move, does its move count against the budget.
+Both the CP-SAT encoders and the independent checker read the same RuleSet; neither re-derives it.
+Rules that only unmovable guests break (a locked VM split from its affinity partner) cannot be
+repaired by any plan: they are relaxed here, with a warning, so the rest of the cluster can still
+be planned.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from proxlb_opt.cluster import Cluster
+from proxlb_opt.config import Settings
+from proxlb_opt.errors import InfeasibleError, ModelError
+
+AFFINITY_PREFIX = "plb_affinity_"
+ANTI_AFFINITY_PREFIX = "plb_anti_affinity_"
+IGNORE_PREFIX = "plb_ignore"
+PIN_PREFIX = "plb_pin_"
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """All members on one node."""
+
+    name: str
+    members: tuple[int, ...]  # guest indices
+    source: str
+
+
+@dataclass(frozen=True)
+class AntiAffinity:
+    """Members on pairwise different nodes; with more members than eligible nodes, ≤ per_node_cap on each."""
+
+    name: str
+    members: tuple[int, ...]
+    source: str
+    per_node_cap: int = 1
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The guest may only run on `nodes`."""
+
+    guest: int
+    nodes: tuple[int, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class NodePreference:
+    """Soft: the guest prefers nodes with higher priority; nodes not listed are least preferred."""
+
+    guest: int
+    priorities: tuple[tuple[int, int], ...]  # (node index, priority)
+    source: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """The guest never moves (still counts as load)."""
+
+    guest: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """The node never receives a guest; every movable guest must leave it."""
+
+    node: int
+    source: str
+
+
+@dataclass(frozen=True, eq=False)
+class RuleSet:
+    affinities: tuple[Affinity, ...]
+    anti_affinities: tuple[AntiAffinity, ...]
+    pins: tuple[Pin, ...]
+    preferences: tuple[NodePreference, ...]
+    ignores: tuple[Ignore, ...]
+    maintenance: tuple[Maintenance, ...]
+    eligible: np.ndarray  # bool[n]: may receive guests and counts in the spread
+    movable: np.ndarray  # bool[g]
+    allowed: np.ndarray  # bool[g, n]: where the guest may be after the plan (only its node when unmovable)
+    mandatory: np.ndarray  # bool[g]: its current node is not allowed, it must move
+    budget_free: np.ndarray  # bool[g]: its move repairs a rule or drains maintenance; outside the budget
+    warnings: tuple[str, ...] = field(default=())
+
+    def pin_sources(self, g: int) -> list[str]:
+        return [p.source for p in self.pins if p.guest == g]
+
+
+# ----------------------------------------------------------------------------- derivation
+
+
+def derive_rules(cluster: Cluster, settings: Settings) -> RuleSet:
+    """All rules of the cluster and config, validated; ModelError/InfeasibleError for unusable ones."""
+    c = cluster
+    warnings: list[str] = []
+    lower_names = {name.lower(): n for n, name in enumerate(c.node_names)}
+
+    maintenance = _maintenance(c, settings, lower_names, warnings)
+    maintenance_mask = np.zeros(c.n_nodes, dtype=bool)
+    for m in maintenance:
+        maintenance_mask[m.node] = True
+    eligible = np.asarray(c.node_online, dtype=bool) & ~maintenance_mask
+
+    ignores = _ignores(c, settings)
+    movable = np.ones(c.n_guests, dtype=bool)
+    for ig in ignores:
+        movable[ig.guest] = False
+
+    pins = _tag_pins(c, lower_names) + _ha_pins(c, lower_names, warnings) + _pool_pins(c, settings, lower_names, warnings)
+    preferences = _ha_preferences(c, lower_names, warnings) + _pool_preferences(c, settings, lower_names, warnings)
+    affinities = _affinities(c, settings)
+    anti = _anti_affinities(c, settings)
+
+    allowed = _allowed(c, eligible, movable, pins)
+    affinities = _relax_affinities(c, affinities, movable, warnings)
+    anti = _cap_anti_affinities(c, anti, movable, eligible, warnings)
+
+    current = np.asarray(c.guest_node)
+    mandatory = movable & ~allowed[np.arange(c.n_guests), current] if c.n_guests else np.zeros(0, dtype=bool)
+    _check_domains(c, allowed, movable, pins, maintenance_mask)
+    budget_free = _budget_free(c, mandatory, affinities, anti)
+    for g in np.flatnonzero(~movable & np.isin(current, np.flatnonzero(maintenance_mask))):
+        warnings.append(f"{c.guest_label(g)} stays on maintenance node {c.node_names[current[g]]}: it cannot be moved "
+                        f"({_ignore_reason(ignores, g)})")
+    for a in (allowed, movable, mandatory, budget_free, eligible):
+        a.setflags(write=False)
+    return RuleSet(
+        affinities=tuple(affinities), anti_affinities=tuple(anti), pins=tuple(pins), preferences=tuple(preferences),
+        ignores=tuple(ignores), maintenance=tuple(maintenance), eligible=eligible, movable=movable,
+        allowed=allowed, mandatory=mandatory, budget_free=budget_free, warnings=tuple(warnings),
+    )
+
+
+def _maintenance(c: Cluster, settings: Settings, lower_names: dict[str, int], warnings: list[str]) -> list[Maintenance]:
+    found: dict[int, str] = {}
+    for n in np.flatnonzero(c.node_maintenance):
+        found[int(n)] = "node maintenance mode (HA)"
+    for name in settings.maintenance_nodes:
+        n = lower_names.get(name.lower())
+        if n is None:
+            warnings.append(f"maintenance node {name!r} is not in the cluster (or ignored); nothing to drain there")
+            continue
+        found.setdefault(n, "config proxmox_cluster.maintenance_nodes")
+    return [Maintenance(node=n, source=src) for n, src in sorted(found.items())]
+
+
+def _ignores(c: Cluster, settings: Settings) -> list[Ignore]:
+    by_name = {name.lower() for name in settings.ignore_guests}
+    reasons: list[Ignore] = []
+    for g in range(c.n_guests):
+        reason = None
+        if not c.node_online[c.guest_node[g]]:
+            reason = f"its node {c.node_names[c.guest_node[g]]} is offline"
+        elif c.guest_template[g]:
+            reason = "template"
+        elif c.guest_lock[g]:
+            reason = f"locked ({c.guest_lock[g]})"
+        elif any(t.startswith(IGNORE_PREFIX) for t in c.guest_tags[g]):
+            tag = next(t for t in c.guest_tags[g] if t.startswith(IGNORE_PREFIX))
+            reason = f"tag {tag}"
+        elif c.guest_names[g].lower() in by_name or str(int(c.guest_vmid[g])) in by_name:
+            reason = "config balancing.ignore_guests"
+        elif c.guest_type(g) not in settings.balance_types:
+            reason = f"type {c.guest_type(g)} not in balancing.balance_types"
+        if reason:
+            reasons.append(Ignore(guest=g, source=reason))
+    return reasons
+
+
+def _ignore_reason(ignores: list[Ignore], g: int) -> str:
+    return next((i.source for i in ignores if i.guest == g), "not movable")
+
+
+def _tag_pins(c: Cluster, lower_names: dict[str, int]) -> list[Pin]:
+    pins = []
+    for g in range(c.n_guests):
+        pin_tags = [t for t in c.guest_tags[g] if t.startswith(PIN_PREFIX)]
+        if not pin_tags:
+            continue
+        nodes = []
+        for tag in pin_tags:
+            node_name = tag[len(PIN_PREFIX):]
+            if node_name not in lower_names:
+                raise ModelError(
+                    f"{c.source}: guest {c.guest_label(g)}: tag {tag} names unknown node {node_name!r} "
+                    f"(nodes: {', '.join(c.node_names)})")
+            nodes.append(lower_names[node_name])
+        pins.append(Pin(guest=g, nodes=tuple(sorted(set(nodes))), source=f"tags {', '.join(pin_tags)}"))
+    return pins
+
+
+def _guests_of_vmids(c: Cluster, vmids: tuple[int, ...]) -> list[int]:
+    return [g for g in (c.guest_index(v) for v in vmids) if g is not None]
+
+
+def _ha_node_set(c: Cluster, rule, lower_names: dict[str, int], warnings: list[str]) -> list[tuple[int, int]]:
+    out = []
+    for name, prio in rule.node_priorities:
+        n = lower_names.get(name.lower())
+        if n is None:
+            warnings.append(f"HA rule {rule.name}: node {name!r} is not in the cluster; ignored")
+            continue
+        out.append((n, prio))
+    return out
+
+
+def _ha_pins(c: Cluster, lower_names: dict[str, int], warnings: list[str]) -> list[Pin]:
+    pins = []
+    for rule in c.ha_rules:
+        if rule.disabled or rule.type != "node-affinity" or not rule.strict:
+            continue
+        nodes = tuple(sorted({n for n, _ in _ha_node_set(c, rule, lower_names, warnings)}))
+        for g in _guests_of_vmids(c, rule.vmids):
+            pins.append(Pin(guest=g, nodes=nodes, source=f"HA rule {rule.name} (node-affinity, strict)"))
+    return pins
+
+
+def _ha_preferences(c: Cluster, lower_names: dict[str, int], warnings: list[str]) -> list[NodePreference]:
+    prefs = []
+    for rule in c.ha_rules:
+        if rule.disabled or rule.type != "node-affinity" or rule.strict:
+            continue
+        priorities = tuple(_ha_node_set(c, rule, lower_names, warnings))
+        for g in _guests_of_vmids(c, rule.vmids):
+            prefs.append(NodePreference(guest=g, priorities=priorities, source=f"HA rule {rule.name} (node-affinity)"))
+    return prefs
+
+
+def _pool_members(c: Cluster, pool: str) -> list[int]:
+    return [g for g in range(c.n_guests) if c.guest_pool[g] == pool]
+
+
+def _pool_nodes(pool: str, spec, lower_names: dict[str, int], warnings: list[str]) -> tuple[int, ...]:
+    nodes = []
+    for name in spec.get("pin", ()):
+        n = lower_names.get(name.lower())
+        if n is None:
+            raise ModelError(f"config balancing.pools.{pool}.pin: unknown node {name!r}")
+        nodes.append(n)
+    return tuple(sorted(set(nodes)))
+
+
+def _pool_pins(c: Cluster, settings: Settings, lower_names: dict[str, int], warnings: list[str]) -> list[Pin]:
+    pins = []
+    for pool, spec in sorted(settings.pools.items()):
+        if not spec.get("pin") or not spec.get("strict", True):
+            continue
+        nodes = _pool_nodes(pool, spec, lower_names, warnings)
+        pins.extend(Pin(guest=g, nodes=nodes, source=f"pool {pool} pin") for g in _pool_members(c, pool))
+    return pins
+
+
+def _pool_preferences(c: Cluster, settings: Settings, lower_names: dict[str, int], warnings: list[str]) -> list[NodePreference]:
+    prefs = []
+    for pool, spec in sorted(settings.pools.items()):
+        if not spec.get("pin") or spec.get("strict", True):
+            continue
+        priorities = tuple((n, 1) for n in _pool_nodes(pool, spec, lower_names, warnings))
+        prefs.extend(NodePreference(guest=g, priorities=priorities, source=f"pool {pool} pin (not strict)")
+                     for g in _pool_members(c, pool))
+    return prefs
+
+
+def _affinities(c: Cluster, settings: Settings) -> list[Affinity]:
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for g in range(c.n_guests):
+        for tag in c.guest_tags[g]:
+            if tag.startswith(AFFINITY_PREFIX):
+                groups[(tag, f"tag {tag}")].append(g)
+    for rule in c.ha_rules:
+        if not rule.disabled and rule.type == "resource-affinity" and rule.affinity == "positive":
+            groups[(rule.name, f"HA rule {rule.name} (resource-affinity, positive)")] = _guests_of_vmids(c, rule.vmids)
+    for pool, spec in sorted(settings.pools.items()):
+        if spec.get("type") == "affinity":
+            groups[(f"pool:{pool}", f"pool {pool} (affinity)")] = _pool_members(c, pool)
+    return [Affinity(name=name, members=tuple(sorted(m)), source=src)
+            for (name, src), m in sorted(groups.items()) if len(set(m)) > 1]
+
+
+def _anti_affinities(c: Cluster, settings: Settings) -> list[AntiAffinity]:
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for g in range(c.n_guests):
+        for tag in c.guest_tags[g]:
+            if tag.startswith(ANTI_AFFINITY_PREFIX):
+                groups[(tag, f"tag {tag}")].append(g)
+    for rule in c.ha_rules:
+        if not rule.disabled and rule.type == "resource-affinity" and rule.affinity == "negative":
+            groups[(rule.name, f"HA rule {rule.name} (resource-affinity, negative)")] = _guests_of_vmids(c, rule.vmids)
+    for pool, spec in sorted(settings.pools.items()):
+        if spec.get("type") == "anti-affinity":
+            groups[(f"pool:{pool}", f"pool {pool} (anti-affinity)")] = _pool_members(c, pool)
+    return [AntiAffinity(name=name, members=tuple(sorted(set(m))), source=src)
+            for (name, src), m in sorted(groups.items()) if len(set(m)) > 1]
+
+
+def _allowed(c: Cluster, eligible: np.ndarray, movable: np.ndarray, pins: list[Pin]) -> np.ndarray:
+    allowed = np.tile(eligible, (c.n_guests, 1)) if c.n_guests else np.zeros((0, c.n_nodes), dtype=bool)
+    for pin in pins:
+        mask = np.zeros(c.n_nodes, dtype=bool)
+        mask[list(pin.nodes)] = True
+        allowed[pin.guest] &= mask
+    for g in np.flatnonzero(~movable):
+        allowed[g] = False
+        allowed[g, c.guest_node[g]] = True
+    return allowed
+
+
+def _check_domains(c: Cluster, allowed: np.ndarray, movable: np.ndarray, pins: list[Pin],
+                   maintenance_mask: np.ndarray) -> None:
+    """A movable guest with nowhere to go is infeasible whatever the rest does: name its rules now."""
+    for g in np.flatnonzero(movable & ~allowed.any(axis=1)):
+        reasons = [p.source for p in pins if p.guest == g]
+        pinned = sorted({n for p in pins if p.guest == g for n in p.nodes})
+        blocked = [f"{c.node_names[n]} is {'in maintenance' if maintenance_mask[n] else 'offline'}"
+                   for n in pinned if maintenance_mask[n] or not c.node_online[n]]
+        detail = "; ".join(reasons + blocked) or "no online node outside maintenance"
+        raise InfeasibleError(f"guest {c.guest_label(g)} has no node it may run on: {detail}",
+                              conflicts=tuple(reasons + blocked))
+
+
+def _relax_affinities(c: Cluster, groups: list[Affinity], movable: np.ndarray, warnings: list[str]) -> list[Affinity]:
+    kept = []
+    for group in groups:
+        anchors = {int(c.guest_node[g]) for g in group.members if not movable[g]}
+        if len(anchors) > 1:
+            names = ", ".join(sorted(c.node_names[n] for n in anchors))
+            warnings.append(f"{group.source}: members that cannot move sit on {names}; the group cannot be "
+                            f"joined and is not enforced this run")
+            continue
+        kept.append(group)
+    return kept
+
+
+def _cap_anti_affinities(c: Cluster, groups: list[AntiAffinity], movable: np.ndarray, eligible: np.ndarray,
+                         warnings: list[str]) -> list[AntiAffinity]:
+    n_eligible = max(1, int(eligible.sum()))
+    out = []
+    for group in groups:
+        cap = max(1, math.ceil(len(group.members) / n_eligible))
+        fixed_per_node = np.bincount([c.guest_node[g] for g in group.members if not movable[g]], minlength=c.n_nodes)
+        if fixed_per_node.size and fixed_per_node.max() > cap:
+            warnings.append(f"{group.source}: {int(fixed_per_node.max())} members that cannot move share a node; "
+                            f"allowing that many per node this run")
+            cap = int(fixed_per_node.max())
+        if cap > 1:
+            warnings.append(f"{group.source}: {len(group.members)} members for {n_eligible} eligible nodes; "
+                            f"at most {cap} per node")
+        out.append(AntiAffinity(name=group.name, members=group.members, source=group.source, per_node_cap=cap))
+    return out
+
+
+def _budget_free(c: Cluster, mandatory: np.ndarray, affinities: list[Affinity], anti: list[AntiAffinity]) -> np.ndarray:
+    """Guests whose moves repair something: they never count against the migration budget."""
+    free = mandatory.copy()
+    node = np.asarray(c.guest_node)
+    for group in affinities:
+        members = list(group.members)
+        if len(set(node[members].tolist())) > 1 or mandatory[members].any():
+            free[members] = True
+    for group in anti:
+        members = list(group.members)
+        counts = np.bincount(node[members], minlength=c.n_nodes)
+        if counts.max() > group.per_node_cap:
+            free[members] = True
+    return free
