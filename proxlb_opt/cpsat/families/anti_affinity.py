@@ -10,9 +10,12 @@ def encode(ctx) -> Terms:
         for n in range(ctx.cluster.n_nodes):
             fixed = sum(1 for g in group.members if ctx.fixed_node[g] == n)
             free = [ctx.x[(g, n)] for g in group.members if (g, n) in ctx.x]
-            if not free or len(free) + fixed <= group.per_node_cap:
+            if len(free) + fixed <= group.per_node_cap:
                 continue
             room = group.per_node_cap - fixed
+            if room < 0:  # guests with a single possible node already break the group here
+                ctx.enforce(ctx.model.AddBoolOr([]), group.source)
+                continue
             constraint = ctx.model.AddAtMostOne(free) if room == 1 else ctx.model.Add(sum(free) <= room)
             ctx.enforce(constraint, group.source)
     return Terms()
