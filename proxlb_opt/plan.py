@@ -175,11 +175,15 @@ class _Occupancy:
 
 
 def sequence(cluster: Cluster, rules: RuleSet, loads: LoadModel, steps: list[Step], limits: Limits,
-             time_model: TimeModel) -> Plan:
-    """Order `steps` into capacity-safe waves (heuristic list scheduling, longest first).
+             time_model: TimeModel, exact_time_limit: float = 0.0) -> Plan:
+    """Order `steps` into capacity-safe waves.
 
-    When nothing can start, one blocked guest is parked on a node with room (an extra hop). When
-    no parking node exists, UnsafePlanError names the guests and the nodes that block them.
+    First a list-scheduling heuristic: mandatory moves first, then longest first, each wave filled
+    with every step that can start safely. When nothing can start, one blocked guest is parked on
+    a node with room (an extra hop); when no parking node exists, UnsafePlanError names the guests
+    and the nodes that block them. Then, with `exact_time_limit` > 0 and a plan of direct steps
+    of moderate size, the CP-SAT wave model (cpsat/waves.py) may regroup the steps into fewer or
+    shorter waves; the result is replayed and kept only when it is shorter.
     """
     state = _Occupancy(cluster, rules, loads, cluster.guest_node)
     pending = sorted(steps, key=lambda s: (REASON_ORDER.index(s.reason), -s.seconds, s.guest))
@@ -197,7 +201,59 @@ def sequence(cluster: Cluster, rules: RuleSet, loads: LoadModel, steps: list[Ste
         pending = [s for s in pending if id(s) not in chosen_ids]
         state.finish(chosen)
         wave, clock = wave + 1, clock + length
-    return Plan(steps=tuple(done), final_placement=state.placement.copy())
+    plan = Plan(steps=tuple(done), final_placement=state.placement.copy())
+    if exact_time_limit > 0:
+        plan = _shorten_with_cpsat(cluster, rules, loads, plan, limits, exact_time_limit)
+    return plan
+
+
+def _shorten_with_cpsat(cluster: Cluster, rules: RuleSet, loads: LoadModel, plan: Plan, limits: Limits,
+                        time_limit: float) -> Plan:
+    """Re-assign direct steps to waves with the CP-SAT wave model; keep whichever plan is shorter and safe."""
+    from proxlb_opt.cpsat.waves import MAX_EXACT_STEPS, WaveProblem, seconds, solve_waves
+
+    steps = list(plan.steps)
+    if len(steps) < 2 or len(steps) > MAX_EXACT_STEPS or plan.parking_hops:
+        return plan
+    occupancy = _Occupancy(cluster, rules, loads, cluster.guest_node)
+    index = {s.guest: i for i, s in enumerate(steps)}
+    anti_groups = []
+    for group in rules.anti_affinities:
+        member_steps = [index[g] for g in group.members if g in index]
+        if member_steps:
+            fixed = np.bincount([cluster.guest_node[g] for g in group.members if g not in index],
+                                minlength=cluster.n_nodes)
+            anti_groups.append((group.per_node_cap, member_steps, {int(n): int(c) for n, c in enumerate(fixed) if c}))
+    problem = WaveProblem(
+        sources=np.array([s.source for s in steps]), targets=np.array([s.target for s in steps]),
+        durations=np.array([seconds(s.seconds) for s in steps]), demand=occupancy.demand[[s.guest for s in steps]],
+        initial_load=occupancy.load, limit=occupancy.limit, parallel=limits.parallel,
+        incoming=limits.incoming_per_node, outgoing=limits.outgoing_per_node, anti_groups=anti_groups,
+        n_nodes=cluster.n_nodes)
+    waves = solve_waves(problem, np.array([s.wave for s in steps]), time_limit)
+    if waves is None:
+        return plan
+    candidate = _timed(steps, waves, plan.final_placement)
+    if candidate.predicted_seconds >= plan.predicted_seconds - 1e-9:
+        return plan
+    if replay(cluster, rules, loads, candidate, limits):
+        return plan  # never trust the model over the replay
+    return candidate
+
+
+def _timed(steps: list[Step], waves: np.ndarray, final_placement: np.ndarray) -> Plan:
+    """Steps with wave numbers, start and end times; longest steps first within a wave."""
+    order = sorted(range(len(steps)), key=lambda i: (int(waves[i]), -steps[i].seconds, steps[i].guest))
+    lengths: dict[int, float] = {}
+    for i in order:
+        lengths[int(waves[i])] = max(lengths.get(int(waves[i]), 0.0), steps[i].seconds)
+    starts, clock = {}, 0.0
+    for w in sorted(lengths):
+        starts[w] = clock
+        clock += lengths[w]
+    out = [replace(steps[i], wave=int(waves[i]), start_s=starts[int(waves[i])],
+                   end_s=starts[int(waves[i])] + steps[i].seconds) for i in order]
+    return Plan(steps=tuple(out), final_placement=final_placement)
 
 
 def _fill_wave(state: _Occupancy, pending: list[Step], limits: Limits) -> list[Step]:

@@ -79,6 +79,11 @@ def limits(settings: Settings) -> Limits:
                   outgoing_per_node=settings.max_outgoing_per_node)
 
 
+def sequencing_time_limit(settings: Settings) -> float:
+    """Seconds the exact wave model may take: a small share of the placement time limit."""
+    return min(2.0, max(0.2, 0.05 * settings.time_limit))
+
+
 def needs_action(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: Settings) -> bool:
     """False when the spread is within balanciness and nothing is mandatory."""
     current = np.asarray(cluster.guest_node)
@@ -150,7 +155,8 @@ def _result(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadMod
         # A greedy plan that breaks rules is shown as it is, in its own order: it is the baseline, not ours.
         plan = _unsequenced(steps, placement)
     else:
-        plan = sequence(cluster, rules, loads, steps, limits(settings), tm)
+        plan = sequence(cluster, rules, loads, steps, limits(settings), tm,
+                        exact_time_limit=sequencing_time_limit(settings))
         check_plan(cluster, rules, loads, plan, limits(settings))
     sequence_seconds = time.perf_counter() - seq_start
     return PlanResult(

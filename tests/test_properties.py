@@ -11,14 +11,18 @@ from proxlb_opt.planner import limits, make_plan, prepare
 from tests.builders import fast
 from tests.strategies import build, cluster_dicts
 
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY_SETTINGS
-@given(data=cluster_dicts(), budget=st.sampled_from([None, 0, 1, 3]), maintenance=st.booleans())
-def test_every_plan_passes_checker_and_replay(data, budget, maintenance):
+@given(data=cluster_dicts(), budget=st.sampled_from([None, 0, 1, 3]), maintenance=st.booleans(),
+       parallel=st.sampled_from([1, 2, 4]), per_node=st.sampled_from([1, 2]))
+def test_every_plan_passes_checker_and_replay(data, budget, maintenance, parallel, per_node):
+    """Replay re-checks capacity (with double occupancy) and anti-affinity at every wave."""
     c = build(data)
-    s = fast(max_migrations=budget, time_limit=3.0, maintenance_nodes=("n0",) if maintenance else ())
+    s = fast(max_migrations=budget, time_limit=3.0, maintenance_nodes=("n0",) if maintenance else (),
+             parallel=parallel > 1, parallel_jobs=parallel, max_incoming_per_node=per_node,
+             max_outgoing_per_node=per_node)
     try:
         result = make_plan(c, s)
     except (InfeasibleError, UnsafePlanError) as exc:
