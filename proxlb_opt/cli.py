@@ -219,6 +219,127 @@ def _guest_shape(cpus: Any, memory: Any, disk: Any, tags: Any, guest_type: Any) 
     return guest
 
 
+# ----------------------------------------------------------------------------- snapshot
+
+
+@app.command()
+def snapshot(
+    config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Model file to write (.yaml or .json)."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="Replace node, guest, pool and tag names."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Save the live cluster as a model file, to plan offline or attach to a bug report."""
+    from proxlb_opt.cluster import anonymized, save_model
+
+    _setup_logging(verbose)
+    settings = _settings(config)
+    if settings.api is None:
+        raise InputError(f"{config}: snapshot needs a proxmox_api section")
+    cluster = _load_cluster(None, settings)
+    if anonymize:
+        cluster = anonymized(cluster)
+    try:
+        save_model(cluster, output)
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write ({exc.strerror})") from None
+    log.info("wrote %s: %d nodes, %d guests", output, cluster.n_nodes, cluster.n_guests)
+
+
+# ----------------------------------------------------------------------------- apply
+
+
+@app.command()
+def apply(
+    config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
+    plan_file: Optional[Path] = typer.Option(None, "--plan", help="A plan written by `plan --json` (default: plan now)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines on stdout: one event per step, then a summary."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Execute a plan with live migrations, wave by wave, re-checking the live state before every step."""
+    from proxlb_opt.adapters.proxmox import ProxmoxClient
+    from proxlb_opt.apply import Executor, steps_from_plan
+    from proxlb_opt.errors import ApplyError
+
+    _setup_logging(verbose)
+    settings = _settings(config)
+    if settings.api is None:
+        raise InputError(f"{config}: apply needs a proxmox_api section")
+    plan_data = _read_plan(plan_file) if plan_file else _plan_live(settings, as_json)
+    steps = steps_from_plan(plan_data, str(plan_file or "plan"))
+    if not steps:
+        _report_nothing(as_json)
+        return
+    if not yes:
+        _confirm(len(steps))
+    client = ProxmoxClient(settings.api)
+    executor = Executor(client, settings, emit=_event_printer(as_json, len(steps)))
+    report = executor.run(steps)
+    summary = report.summary()
+    if as_json:
+        sys.stdout.write(json.dumps({"event": "summary", **summary}) + "\n")
+    else:
+        _stdout().print(f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}")
+    if not report.ok:
+        raise ApplyError(f"{summary['failed']} migration(s) failed; see the report above")
+
+
+def _read_plan(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: plan file not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a JSON plan ({exc.__class__.__name__})") from None
+
+
+def _plan_live(settings: Settings, as_json: bool) -> dict:
+    from proxlb_opt.planner import make_plan
+    from proxlb_opt.report import plan_dict, plan_renderable
+
+    result = make_plan(_load_cluster(None, settings), settings)
+    _warn(result.warnings)
+    if not as_json:
+        _stdout().print(plan_renderable(result))
+    if result.violations:
+        raise InputError("the plan breaks rules (greedy algorithm); refusing to apply it")
+    return plan_dict(result)
+
+
+def _report_nothing(as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"event": "summary", "done": 0, "skipped": 0, "failed": 0, "steps": []}) + "\n")
+    else:
+        _stdout().print("nothing to do")
+
+
+def _confirm(count: int) -> None:
+    if not sys.stdin.isatty():
+        raise InputError("refusing to migrate without --yes when no terminal can confirm")
+    if not typer.confirm(f"Run {count} migration(s) now?", default=False):
+        raise typer.Exit(1)
+
+
+def _event_printer(as_json: bool, total: int):
+    if as_json:
+        return lambda event: sys.stdout.write(json.dumps(event) + "\n") or sys.stdout.flush()
+    console = Console(stderr=True, highlight=False)
+    finished = {"n": 0}
+
+    def show(event: dict) -> None:
+        if event["event"] == "start":
+            console.print(f"[wave {event['wave'] + 1}] {event['vmid']} {event['name']}: "
+                          f"{event['from']} → {event['to']} started")
+            return
+        finished["n"] += 1
+        style = {"done": "green", "skipped": "yellow", "failed": "red"}.get(event["event"], "")
+        console.print(f"[{finished['n']}/{total}] {event['vmid']} {event['name']}: [{style}]{event['event']}[/{style}] "
+                      f"{event['message']}")
+
+    return show
+
+
 # ----------------------------------------------------------------------------- simulate
 
 

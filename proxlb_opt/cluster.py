@@ -623,3 +623,43 @@ def with_guest(cluster: Cluster, guest: Mapping[str, Any]) -> Cluster:
         node_disk_used_mib=bump(grown.node_disk_used_mib,
                                 int(grown.guest_disk_used_mib[g]) if grown.guest_local_disk[g] else 0),
     )
+
+
+def anonymized(cluster: Cluster) -> Cluster:
+    """The same cluster with node, guest, pool, tag-group and HA rule names replaced (for bug reports).
+
+    Rule semantics survive: plb_* tags keep their prefix with a neutral group name, pins follow the
+    renamed nodes, HA rules keep their resources and node priorities.
+    """
+    data = cluster_to_dict(cluster)
+    node_map = {name: f"node{i + 1}" for i, name in enumerate(cluster.node_names)}
+    lower_map = {k.lower(): v for k, v in node_map.items()}
+    pools: dict[str, str] = {}
+    groups: dict[str, str] = {}
+
+    def tag(t: str) -> str:
+        for prefix in ("plb_anti_affinity_", "plb_affinity_", "plb_ignore_"):
+            if t.startswith(prefix):
+                return prefix + groups.setdefault(t, f"g{len(groups) + 1}")
+        if t.startswith("plb_pin_"):
+            return "plb_pin_" + lower_map.get(t[len("plb_pin_"):], "unknown")
+        if t == "plb_ignore":
+            return t
+        return groups.setdefault(t, f"tag{len(groups) + 1}")
+
+    for entry in data["nodes"]:
+        entry["name"] = node_map[entry["name"]]
+    for entry in data["guests"]:
+        entry["node"] = node_map[entry["node"]]
+        entry["name"] = f"{entry['type']}{entry['vmid']}"
+        if "tags" in entry:
+            entry["tags"] = sorted(tag(t) for t in entry["tags"])
+        if "pool" in entry:
+            entry["pool"] = pools.setdefault(entry["pool"], f"pool{len(pools) + 1}")
+    for i, rule in enumerate(data.get("ha_rules", [])):
+        rule["rule"] = f"rule{i + 1}"
+        if "nodes" in rule:
+            parts = [p.partition(":") for p in rule["nodes"].split(",") if p]
+            rule["nodes"] = ",".join(node_map.get(n, n) + (sep + prio) for n, sep, prio in parts)
+    data["cluster"] = "anonymized"
+    return cluster_from_dict(data, source="<anonymized>")

@@ -99,7 +99,8 @@ class Settings:
     dirty_rate_factor: float = 1.2
     max_incoming_per_node: int = 1
     max_outgoing_per_node: int = 1
-    migration_timeout: int = 1800
+    poll_interval: float = 2.0
+    read_guest_configs: bool = True
     # proxmox_api
     api: ApiSettings | None = None
     source: str = "<defaults>"
@@ -205,7 +206,7 @@ OPTIMIZER_KEYS: dict[str, Callable] = {
     "algorithm": _choice(ALGORITHMS), "max_migrations": _anything, "time_limit": _number(0.1),
     "weights": _mapping, "workers": _number(0, True), "seed": _number(0, True),
     "migration_bandwidth": _anything, "dirty_rate_factor": _number(1.0), "max_incoming_per_node": _number(1, True),
-    "max_outgoing_per_node": _number(1, True), "migration_timeout": _number(1, True),
+    "max_outgoing_per_node": _number(1, True), "poll_interval": _number(0.01), "read_guest_configs": _bool,
 }
 SECTIONS: dict[str, dict[str, Callable] | None] = {
     "proxmox_api": API_KEYS, "proxmox_cluster": CLUSTER_KEYS, "balancing": BALANCING_KEYS,
@@ -353,7 +354,7 @@ def _service_values(section: Mapping, source: str) -> dict[str, Any]:
 def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("algorithm", "time_limit", "workers", "seed", "dirty_rate_factor", "max_incoming_per_node",
-                "max_outgoing_per_node", "migration_timeout"):
+                "max_outgoing_per_node", "poll_interval", "read_guest_configs"):
         if section.get(key) is not None:
             out[key] = section[key]
     if "max_migrations" in section:

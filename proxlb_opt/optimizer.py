@@ -1,13 +1,17 @@
-"""Choosing the placement: greedy incumbent, CP-SAT search from it, and the never-worse guarantee.
+"""Choosing the placement: incumbents, CP-SAT (exact model or large-neighbourhood search), guarantees.
 
-The greedy plan (ProxLB's pass at the same migration budget) is computed first. When the checker
-accepts it, it is the CP-SAT hint and the fallback: the answer is never worse than greedy at the
-same budget, and a time-out still yields a valid plan. Comparison is lexicographic: spread first,
-then migration cost, exactly as the CP-SAT objective.
+Two incumbents come first: the ProxLB-style greedy pass at the same migration budget and a
+rule-aware repair + descent (search.py). The better valid one is the CP-SAT hint. A model with
+few placement variables is solved whole (it can prove optimality); a larger one is improved by
+large-neighbourhood search with CP-SAT sub-problems until the time limit. Whatever comes out, the
+best valid placement among CP-SAT's, the descent's and greedy's is kept (spread first, then
+migration cost), so the answer is never worse than greedy at the same budget, and a time-out still
+yields a valid plan when any incumbent is valid.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +26,12 @@ from proxlb_opt.errors import InternalError, SolveTimeoutError
 from proxlb_opt.greedy import greedy_placement
 from proxlb_opt.planner import SPREAD_TOLERANCE
 from proxlb_opt.rules import RuleSet
+from proxlb_opt.search import budget_bound, large_neighbourhood_search, repair_and_descend, score
+
+#: Above this many placement variables the whole model is not solved at once: LNS takes over.
+FULL_MODEL_MAX_VARS = 6000
+#: Share of the time limit the descent may use for the first incumbent.
+DESCENT_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -33,48 +43,66 @@ class Outcome:
     notes: tuple[str, ...] = ()
 
 
-def _score(cluster: Cluster, rules: RuleSet, loads: LoadModel, placement: np.ndarray) -> tuple[float, int]:
-    spread = round(check.spread(cluster, loads, rules, placement), 6)
-    return spread, check.migration_cost(loads, cluster, placement) + check.preference_penalty(rules, placement)
+def variable_count(rules: RuleSet, restrict_to: np.ndarray | None = None) -> int:
+    domain = rules.allowed if restrict_to is None else rules.allowed & restrict_to
+    per_guest = domain.sum(axis=1)
+    return int(per_guest[per_guest > 1].sum())
 
 
 def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: Settings,
                        restrict_to: np.ndarray | None = None) -> Outcome:
+    start = time.perf_counter()
+    deadline = start + settings.time_limit
     budget = settings.max_migrations
-    greedy = greedy_placement(cluster, rules, loads, settings, budget).placement
-    greedy_ok = not check.violations(cluster, rules, loads, greedy, budget)
-    if restrict_to is not None and greedy_ok:
-        greedy_ok = bool(restrict_to[np.arange(cluster.n_guests), greedy].all())
-    greedy_spread = check.spread(cluster, loads, rules, greedy)
-    hint = greedy if greedy_ok else np.asarray(cluster.guest_node)
-    solver_settings = SolverSettings(time_limit=settings.time_limit, workers=settings.workers, seed=settings.seed,
-                                     max_migrations=budget)
-    result = solve_placement(cluster, rules, loads, solver_settings, hint=hint, restrict_to=restrict_to)
-    if result.infeasible:
-        raise infeasible_error(cluster, rules, loads, budget)
-    notes: list[str] = []
-    if result.placement is None:
-        if not greedy_ok:
-            raise SolveTimeoutError(f"no valid placement found within the time limit of {settings.time_limit:g} s "
-                                    f"(raise optimizer.time_limit or --time-limit)")
-        notes.append("CP-SAT found no solution in time; the greedy plan is used")
-        return Outcome(greedy, "feasible", result.bound_spread, greedy_spread, tuple(notes))
+    valid = lambda p: not check.violations(cluster, rules, loads, p, budget) and (  # noqa: E731
+        restrict_to is None or bool(restrict_to[np.arange(cluster.n_guests), p].all()))
 
-    _agree(cluster, rules, loads, result.placement, result.objective_spread)
-    placement, status = result.placement, result.status
-    if greedy_ok and _score(cluster, rules, loads, greedy) < _score(cluster, rules, loads, placement):
-        placement, status = greedy, "feasible"
-        notes.append("the greedy plan scored better within the time limit and is used")
-    return Outcome(placement, status, result.bound_spread, greedy_spread, tuple(notes))
+    greedy = greedy_placement(cluster, rules, loads, settings, budget).placement
+    greedy_spread = check.spread(cluster, loads, rules, greedy)
+    incumbents = [p for p in (greedy,) if valid(p)]
+    descent = repair_and_descend(cluster, rules, loads, budget, start + DESCENT_SHARE * settings.time_limit)
+    if descent is not None and valid(descent):
+        incumbents.append(descent)
+    best = min(incumbents, key=lambda p: score(cluster, rules, loads, p)) if incumbents else None
+    solver = SolverSettings(time_limit=settings.time_limit, workers=settings.workers, seed=settings.seed,
+                            max_migrations=budget)
+    notes: list[str] = []
+    relaxation = budget_bound(cluster, rules, loads, budget)
+
+    if restrict_to is not None or best is None or variable_count(rules, restrict_to) <= FULL_MODEL_MAX_VARS:
+        remaining = max(0.5, deadline - time.perf_counter())
+        result = solve_placement(cluster, rules, loads, solver, hint=best if best is not None else cluster.guest_node,
+                                 restrict_to=restrict_to, time_limit=remaining)
+        if result.infeasible:
+            raise infeasible_error(cluster, rules, loads, budget)
+        bound = max(result.bound_spread, relaxation)
+        if result.placement is None:
+            if best is None:
+                raise SolveTimeoutError(f"no valid placement found within the time limit of {settings.time_limit:g} s "
+                                        f"(raise optimizer.time_limit or --time-limit)")
+            notes.append("CP-SAT found no solution in time; the best heuristic plan is used")
+            return Outcome(best, "feasible", bound, greedy_spread, tuple(notes))
+        _agree(cluster, rules, loads, result.placement, result.objective_spread)
+        placement, status = result.placement, result.status
+    else:
+        placement, stats = large_neighbourhood_search(cluster, rules, loads, solver, best, deadline, seed=settings.seed)
+        status, bound = "feasible", relaxation
+        notes.append(f"large-neighbourhood search: {stats.iterations} CP-SAT sub-problems, "
+                     f"{stats.improvements} improvements")
+
+    if best is not None and score(cluster, rules, loads, best) < score(cluster, rules, loads, placement):
+        placement, status = best, "feasible"
+        notes.append("a heuristic incumbent scored better within the time limit and is used")
+    return Outcome(placement, status, bound, greedy_spread, tuple(notes))
 
 
 def _agree(cluster: Cluster, rules: RuleSet, loads: LoadModel, placement: np.ndarray, solver_spread: float | None) -> None:
-    """The solver's own spread must match the checker's recomputation (up to the 0.01 pp grid)."""
+    """The solver's own spread must bound the checker's recomputation (up to the 0.01 pp grid)."""
     found = check.violations(cluster, rules, loads, placement)
     if found:
         raise InternalError(f"CP-SAT returned a placement the checker rejects: {found[0].message}")
     if solver_spread is None:
         return
     recomputed = check.spread(cluster, loads, rules, placement)
-    if recomputed > solver_spread + SPREAD_TOLERANCE + 1e-9:  # the solver's hi/lo must bound the true spread
+    if recomputed > solver_spread + SPREAD_TOLERANCE + 1e-9:
         raise InternalError(f"CP-SAT spread {solver_spread:.4f} disagrees with the checker's {recomputed:.4f}")

@@ -24,8 +24,11 @@ def encode(ctx) -> Terms:
     budget = ctx.options.max_migrations
     if budget is not None:
         counted = [moved_expr(ctx, g) for g in movers if not ctx.rules.budget_free[g]]
-        if len(counted) > budget:
-            ctx.enforce(ctx.model.Add(sum(counted) <= budget), "migration budget (max_migrations)")
+        # Guests fixed away from their node (a neighbourhood keeps the incumbent's moves) use budget too.
+        fixed = ctx.fixed_node >= 0
+        spent = int((fixed & (ctx.fixed_node != ctx.cluster.guest_node) & ~ctx.rules.budget_free).sum())
+        if len(counted) + spent > budget:
+            ctx.enforce(ctx.model.Add(sum(counted) <= budget - spent), "migration budget (max_migrations)")
     return terms
 
 

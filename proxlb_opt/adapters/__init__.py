@@ -1,0 +1,1 @@
+"""Adapters to the outside world: only proxmox.py talks to Proxmox VE."""

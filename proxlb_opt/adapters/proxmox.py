@@ -1,0 +1,362 @@
+"""The only module that talks to Proxmox VE (and the only proxmoxer import).
+
+Owns: connecting (password or API token, several hosts with failover, also mid-run), reading the
+live cluster into the same model mapping the planner reads from files, starting migrations and
+polling their tasks. Requests are few and do not grow with the guest count where the API allows:
+`/cluster/resources` carries nodes, guests, usage, tags, pools, locks and storages in one answer;
+HA resources, rules and status are one request each. Only local-disk detection needs each
+guest's config (disk volume ids); those requests run concurrently and can be switched off.
+
+Least privilege: Sys.Audit (nodes, HA status), VM.Audit (guests, configs), Datastore.Audit
+(storages), VM.Migrate (apply only). Secrets never appear in messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import requests
+from proxmoxer import ProxmoxAPI
+from proxmoxer.core import AuthenticationError, ResourceException
+
+from proxlb_opt.cluster import Cluster, cluster_from_dict
+from proxlb_opt.config import ApiSettings
+from proxlb_opt.errors import CollectionError
+
+log = logging.getLogger("proxlb_opt.adapters.proxmox")
+
+CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                     requests.exceptions.SSLError)
+DISK_KEY = re.compile(r"^(scsi|sata|ide|virtio|efidisk|tpmstate|rootfs|mp)\d*$")
+MIB = 1024 * 1024
+
+
+class ApiCallError(Exception):
+    """An API answer with an HTTP error status; `status` and `message` as PVE sent them."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status} {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class ProxmoxClient:
+    """proxmoxer sessions over several hosts; fails over to the next host on connection errors."""
+
+    settings: ApiSettings
+    requests_made: int = 0
+    _sessions: dict[str, Any] = field(default_factory=dict)
+    _current: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _session(self, host: str):
+        if host not in self._sessions:
+            self._sessions[host] = self._connect(host)
+        return self._sessions[host]
+
+    def _connect(self, host: str):
+        s = self.settings
+        verify: bool | str = s.ca_file if s.ca_file else s.ssl_verification
+        if verify is False:
+            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+        kwargs: dict[str, Any] = {"user": s.user, "verify_ssl": verify, "timeout": s.timeout}
+        if s.token_id:
+            token_name = s.token_id.split("!", 1)[-1]
+            kwargs.update(token_name=token_name, token_value=s.token_secret.reveal())
+        else:
+            kwargs["password"] = s.password.reveal()
+        try:
+            self.requests_made += 0 if s.token_id else 1  # the ticket request
+            return ProxmoxAPI(host, **kwargs)
+        except AuthenticationError:
+            raise CollectionError(f"{host}: authentication failed for {s.user} (check user, password or token)") from None
+
+    def call(self, method: str, path: str, **params: Any) -> Any:
+        """GET/POST `path` (e.g. "cluster/resources") on the current host, failing over on connection errors."""
+        hosts = self.settings.hosts
+        errors = []
+        for attempt in range(len(hosts) * max(1, self.settings.retries)):
+            index = (self._current + attempt) % len(hosts)
+            host = hosts[index]
+            try:
+                session = self._session(host)
+                with self._lock:
+                    self.requests_made += 1
+                result = getattr(session(path), method)(**params)
+                self._current = index
+                return result
+            except CONNECTION_ERRORS as exc:
+                self._sessions.pop(host, None)
+                errors.append(f"{host}: {_short(exc)}")
+                log.warning("API host %s unreachable (%s); trying the next one", host, _short(exc))
+                if self.settings.wait_time and attempt + 1 < len(hosts) * max(1, self.settings.retries):
+                    time.sleep(min(self.settings.wait_time, 5))
+            except ResourceException as exc:
+                raise ApiCallError(exc.status_code, str(exc.content or exc.status_message).strip()) from None
+        raise CollectionError("no Proxmox API host answered: " + "; ".join(errors))
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.call("get", path, **params)
+
+    def post(self, path: str, **params: Any) -> Any:
+        return self.call("post", path, **params)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return text[:160]
+
+
+# ----------------------------------------------------------------------------- collection
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    requests: int
+    seconds: float
+    guests: int
+
+
+def collect_model(client: ProxmoxClient, read_configs: bool = True,
+                  local_disk_hint: Callable[[int], bool | None] | None = None) -> dict:
+    """The live cluster as a model-file mapping (format v1)."""
+    resources = _get_list(client, "cluster/resources")
+    nodes = [r for r in resources if r.get("type") == "node"]
+    guests = [r for r in resources if r.get("type") in ("qemu", "lxc")]
+    storages = [r for r in resources if r.get("type") == "storage"]
+    if not nodes:
+        raise CollectionError("the API listed no nodes (does the user have Sys.Audit on /nodes?)")
+    ha_vmids = _ha_resources(client)
+    maintenance = _maintenance_nodes(client)
+    shared = {(s.get("node"), s.get("storage")): bool(s.get("shared")) for s in storages}
+    local_disk = _local_disks(client, guests, shared, read_configs, local_disk_hint)
+    return {
+        "version": 1,
+        "cluster": _cluster_name(client),
+        "nodes": [_node_entry(n, storages, maintenance) for n in sorted(nodes, key=lambda n: n["node"])],
+        "guests": [_guest_entry(g, ha_vmids, local_disk.get(int(g["vmid"]), False))
+                   for g in sorted(guests, key=lambda g: int(g["vmid"]))],
+        "ha_rules": _ha_rules(client),
+    }
+
+
+def collect_cluster(settings: ApiSettings, read_configs: bool = True) -> Cluster:
+    client = ProxmoxClient(settings)
+    model, stats = collect_with_stats(client, read_configs)
+    log.info("collected %d guests with %d API requests in %.2f s", stats.guests, stats.requests, stats.seconds)
+    return cluster_from_dict(model, source=f"proxmox-api:{client.settings.hosts[client._current]}")
+
+
+def collect_with_stats(client: ProxmoxClient, read_configs: bool = True) -> tuple[dict, CollectionStats]:
+    start = time.perf_counter()
+    before = client.requests_made
+    model = collect_model(client, read_configs)
+    return model, CollectionStats(client.requests_made - before, time.perf_counter() - start, len(model["guests"]))
+
+
+def _get_list(client: ProxmoxClient, path: str, **params: Any) -> list[dict]:
+    try:
+        answer = client.get(path, **params)
+    except ApiCallError as exc:
+        raise CollectionError(f"GET /{path} failed: {exc.status} {exc.message}") from None
+    if not isinstance(answer, list):
+        raise CollectionError(f"GET /{path}: expected a list, got {type(answer).__name__}")
+    return answer
+
+
+def _optional_list(client: ProxmoxClient, path: str) -> list:
+    """Endpoints that older PVE versions lack or that die on fresh clusters (HA groups/rules)."""
+    try:
+        answer = client.get(path)
+    except ApiCallError as exc:
+        log.debug("GET /%s unavailable (%s); treated as empty", path, exc)
+        return []
+    return answer if isinstance(answer, list) else []
+
+
+def _cluster_name(client: ProxmoxClient) -> str:
+    for item in _optional_list(client, "cluster/status"):
+        if item.get("type") == "cluster" and item.get("name"):
+            return str(item["name"])
+    return "proxmox"
+
+
+def _ha_resources(client: ProxmoxClient) -> set[int]:
+    vmids = set()
+    for item in _optional_list(client, "cluster/ha/resources"):
+        sid = str(item.get("sid", ""))
+        number = sid.rpartition(":")[2]
+        if number.isdigit() and item.get("state") != "ignored":
+            vmids.add(int(number))
+    return vmids
+
+
+def _maintenance_nodes(client: ProxmoxClient) -> set[str]:
+    nodes = set()
+    for item in _optional_list(client, "cluster/ha/status/current"):
+        if item.get("type") == "lrm" and "maintenance mode" in str(item.get("status", "")):
+            nodes.add(str(item.get("node") or str(item.get("id", "")).rpartition("/")[2]))
+    return nodes
+
+
+def _ha_rules(client: ProxmoxClient) -> list[dict]:
+    rules = []
+    for item in _optional_list(client, "cluster/ha/rules"):
+        if item.get("type") not in ("node-affinity", "resource-affinity") or not item.get("resources"):
+            continue
+        rule = {"rule": str(item.get("rule")), "type": item["type"], "resources": item["resources"],
+                "strict": bool(int(item.get("strict", 0) or 0)), "disable": bool(int(item.get("disable", 0) or 0))}
+        if item["type"] == "node-affinity":
+            if not item.get("nodes"):
+                continue
+            rule["nodes"] = item["nodes"]
+        else:
+            rule["affinity"] = item.get("affinity", "positive")
+            rule["strict"] = True
+        rules.append(rule)
+    return rules
+
+
+def _node_entry(item: dict, storages: list[dict], maintenance: set[str]) -> dict:
+    name = str(item["node"])
+    online = item.get("status") == "online"
+    local = [s for s in storages if s.get("node") == name and not s.get("shared") and _holds_guest_disks(s)]
+    entry: dict[str, Any] = {
+        "name": name,
+        "cpus": int(item.get("maxcpu") or 1),
+        "memory": int(item.get("maxmem") or MIB),
+        "disk": int(sum(int(s.get("maxdisk") or 0) for s in local)),
+        "disk_used": int(sum(int(s.get("disk") or 0) for s in local)),
+        "status": "online" if online else "offline",
+    }
+    if online:
+        entry["memory_used"] = int(item.get("mem") or 0)
+        entry["cpu_usage"] = round(float(item.get("cpu") or 0.0) * float(item.get("maxcpu") or 0), 3)
+    if name in maintenance or item.get("hastate") == "maintenance":
+        entry["maintenance"] = True
+    return entry
+
+
+def _holds_guest_disks(storage: dict) -> bool:
+    content = str(storage.get("content", "images,rootdir"))
+    return "images" in content or "rootdir" in content
+
+
+def _guest_entry(item: dict, ha_vmids: set[int], local_disk: bool) -> dict:
+    vmid = int(item["vmid"])
+    maxcpu = float(item.get("maxcpu") or 1)
+    running = item.get("status") == "running"
+    entry: dict[str, Any] = {
+        "vmid": vmid,
+        "name": str(item.get("name") or f"guest{vmid}"),
+        "type": "ct" if item.get("type") == "lxc" else "vm",
+        "node": str(item["node"]),
+        "status": "running" if running else "stopped",
+        "cpus": maxcpu,
+        "cpu_usage": round(float(item.get("cpu") or 0.0) * maxcpu, 3),
+        "memory": int(item.get("maxmem") or 0),
+        "memory_used": int(item.get("memhost") or item.get("mem") or 0) if running else 0,
+        "disk": int(item.get("maxdisk") or 0),
+        "disk_used": int(item.get("disk") or item.get("maxdisk") or 0),
+        "local_disk": local_disk,
+        "ha": vmid in ha_vmids,
+    }
+    if item.get("tags"):
+        entry["tags"] = str(item["tags"])
+    if item.get("pool"):
+        entry["pool"] = str(item["pool"])
+    if item.get("lock"):
+        entry["lock"] = str(item["lock"])
+    if int(item.get("template") or 0):
+        entry["template"] = True
+    return entry
+
+
+def _local_disks(client: ProxmoxClient, guests: list[dict], shared: dict, read_configs: bool,
+                 hint: Callable[[int], bool | None] | None) -> dict[int, bool]:
+    """vmid → has a disk on node-local storage. Reads each guest's config concurrently."""
+    out: dict[int, bool] = {}
+    todo = []
+    for g in guests:
+        known = hint(int(g["vmid"])) if hint else None
+        if known is not None:
+            out[int(g["vmid"])] = known
+        elif read_configs and g.get("status") != "unknown" and not int(g.get("template") or 0):
+            todo.append(g)
+
+    def read(g: dict) -> tuple[int, bool]:
+        path = f"nodes/{g['node']}/{g['type']}/{g['vmid']}/config"
+        try:
+            config = client.get(path)
+        except (ApiCallError, CollectionError) as exc:
+            log.warning("cannot read config of %s %s (%s); assuming shared storage", g["type"], g["vmid"], exc)
+            return int(g["vmid"]), False
+        return int(g["vmid"]), _config_has_local_disk(config, str(g["node"]), shared)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        out.update(dict(pool.map(read, todo)))
+    return out
+
+
+def _config_has_local_disk(config: dict, node: str, shared: dict) -> bool:
+    for key, value in config.items():
+        if not DISK_KEY.match(str(key)) or not isinstance(value, str):
+            continue
+        if "media=cdrom" in value or value.startswith("none"):
+            continue
+        storage = value.split(":", 1)[0] if ":" in value.split(",", 1)[0] else None
+        if storage and not shared.get((node, storage), False):
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------- migrations
+
+
+def start_migration(client: ProxmoxClient, vmid: int, guest_type: str, source: str, target: str, *,
+                    running: bool, local_disk: bool, with_conntrack_state: bool = False,
+                    restart_timeout: int = 180) -> str:
+    """POST the migrate call; returns the UPID (of the task on the source node)."""
+    kind = "lxc" if guest_type == "ct" else "qemu"
+    params: dict[str, Any] = {"target": target}
+    if kind == "qemu":
+        if running:
+            params["online"] = 1
+            if with_conntrack_state:
+                params["with-conntrack-state"] = 1
+        if local_disk:
+            params["with-local-disks"] = 1
+    elif running:
+        params.update(restart=1, timeout=int(restart_timeout))
+    upid = client.post(f"nodes/{source}/{kind}/{vmid}/migrate", **params)
+    if not isinstance(upid, str) or not upid.startswith("UPID:"):
+        raise ApiCallError(500, f"unexpected answer to migrate: {upid!r}")
+    return upid
+
+
+def task_status(client: ProxmoxClient, upid: str) -> dict:
+    node = upid.split(":")[1]
+    return client.get(f"nodes/{node}/tasks/{upid}/status")
+
+
+def guest_tasks(client: ProxmoxClient, node: str, vmid: int, since: int) -> list[dict]:
+    """Recent tasks of one guest on a node (to follow hamigrate → qmigrate)."""
+    try:
+        return client.get(f"nodes/{node}/tasks", vmid=vmid, since=since, source="all", limit=50) or []
+    except ApiCallError:
+        return []
+
+
+def pve_version(client: ProxmoxClient) -> str:
+    try:
+        return str(client.get("version").get("version", ""))
+    except (ApiCallError, AttributeError):
+        return ""

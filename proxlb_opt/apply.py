@@ -1,0 +1,274 @@
+"""Executing a plan on the live cluster, wave by wave, re-checking live state before every step.
+
+Before each migration the live cluster is read again (one `/cluster/resources` request plus the
+HA requests; local-disk facts are reused from the first read) and the step is re-validated: the
+guest still exists and sits on the source, is not locked, the target is online and not in
+maintenance, the guest still fits every hard limit there with the target's live load, and its
+pins and anti-affinity rules still allow it. A step that no longer applies is *skipped* (a guest
+already on its target is skipped as done-by-someone-else), never *failed*. The steps of a wave
+start together; the next wave starts when every task of this one has ended. A failed step stops
+the later steps that depend on it (the same guest's next hop, moves into the node it did not
+free). The report lists done / skipped / failed; any failure gives exit code 6.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from proxlb_opt import check
+from proxlb_opt.adapters.proxmox import ApiCallError, ProxmoxClient, collect_model, guest_tasks, start_migration, task_status
+from proxlb_opt.cluster import Cluster, cluster_from_dict, without_nodes
+from proxlb_opt.config import Settings
+from proxlb_opt.errors import CollectionError, InputError
+from proxlb_opt.rules import derive_rules
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One migrate call read from a plan (JSON `migrations[]` entry)."""
+
+    vmid: int
+    name: str
+    type: str
+    source: str
+    target: str
+    wave: int
+    hop: int = 0
+    reason: str = "balance"
+
+    @classmethod
+    def from_json(cls, entry: dict, where: str) -> "PlannedStep":
+        try:
+            return cls(vmid=int(entry["vmid"]), name=str(entry.get("name", entry["vmid"])),
+                       type=str(entry.get("type", "vm")), source=str(entry["from"]), target=str(entry["to"]),
+                       wave=int(entry.get("wave", 0)), hop=int(entry.get("hop", 0) or 0),
+                       reason=str(entry.get("reason", "balance")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{where}: migration entry needs vmid, from, to and wave ({exc.__class__.__name__})") from None
+
+
+@dataclass
+class StepResult:
+    step: PlannedStep
+    state: str = "pending"  # done | skipped | failed
+    message: str = ""
+    upid: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.step
+        return {"vmid": s.vmid, "name": s.name, "type": s.type, "from": s.source, "to": s.target, "wave": s.wave,
+                "hop": s.hop, "state": self.state, "message": self.message, "upid": self.upid,
+                "seconds": round(self.seconds, 1)}
+
+
+@dataclass
+class ApplyReport:
+    results: list[StepResult] = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        return sum(1 for r in self.results if r.state == state)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(FAILED) == 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"done": self.count(DONE), "skipped": self.count(SKIPPED), "failed": self.count(FAILED),
+                "steps": [r.as_dict() for r in self.results]}
+
+
+def steps_from_plan(plan: dict, where: str = "plan") -> list[PlannedStep]:
+    if not isinstance(plan, dict) or plan.get("version") != 1 or not isinstance(plan.get("migrations"), list):
+        raise InputError(f"{where}: not a proxlb-opt plan (expected JSON with version 1 and migrations[])")
+    steps = [PlannedStep.from_json(m, f"{where}: migrations[{i}]") for i, m in enumerate(plan["migrations"])]
+    return sorted(steps, key=lambda s: (s.wave, s.hop))
+
+
+class LiveState:
+    """Fresh reads of the live cluster for re-checks (local-disk facts reused from the first read)."""
+
+    def __init__(self, client: ProxmoxClient, settings: Settings):
+        self.client, self.settings = client, settings
+        first = collect_model(client, read_configs=settings.read_guest_configs)
+        self._local = {g["vmid"]: bool(g.get("local_disk")) for g in first["guests"]}
+        self.cluster = self._build(first)
+
+    def refresh(self) -> Cluster:
+        model = collect_model(self.client, read_configs=False, local_disk_hint=lambda vmid: self._local.get(vmid))
+        self.cluster = self._build(model)
+        return self.cluster
+
+    def _build(self, model: dict) -> Cluster:
+        return without_nodes(cluster_from_dict(model, source="proxmox-api"), self.settings.ignore_nodes)
+
+
+def recheck(cluster: Cluster, settings: Settings, step: PlannedStep) -> tuple[str, str] | None:
+    """None when the step may run now; otherwise (state, reason), state being skipped."""
+    g = cluster.guest_index(step.vmid)
+    if g is None:
+        return SKIPPED, "guest no longer exists"
+    node = cluster.node_names[int(cluster.guest_node[g])]
+    if node == step.target:
+        return SKIPPED, f"already on {step.target}"
+    if node != step.source:
+        return SKIPPED, f"now on {node}, not on {step.source}"
+    if cluster.guest_lock[g]:
+        return SKIPPED, f"locked ({cluster.guest_lock[g]})"
+    t = cluster.node_index(step.target)
+    if t is None:
+        return SKIPPED, f"target {step.target} is not in the cluster"
+    if not cluster.node_online[t]:
+        return SKIPPED, f"target {step.target} is offline"
+    rules = derive_rules(cluster, settings)
+    if not rules.eligible[t]:
+        return SKIPPED, f"target {step.target} is in maintenance"
+    if not rules.allowed[g, t] and rules.movable[g]:
+        return SKIPPED, f"rules no longer allow {step.target} ({'; '.join(rules.pin_sources(g)) or 'not eligible'})"
+    if not rules.movable[g]:
+        return SKIPPED, "the guest may no longer be moved (ignored, template, or type not balanced)"
+    loads = check.load_model(cluster, settings)
+    for limit in loads.hard_limits:
+        load = limit.base[t] + int(limit.demand[np.asarray(cluster.guest_node) == t].sum()) + int(limit.demand[g])
+        if load > limit.limit[t]:
+            return SKIPPED, f"no longer fits on {step.target} ({limit.name})"
+    for group in rules.anti_affinities:
+        if g in group.members:
+            partners = sum(1 for m in group.members if m != g and cluster.guest_node[m] == t)
+            if partners + 1 > group.per_node_cap:
+                return SKIPPED, f"{group.source}: a partner runs on {step.target}"
+    return None
+
+
+@dataclass
+class Executor:
+    """Runs steps wave by wave; `emit` receives one event dict per state change (progress, JSON lines)."""
+
+    client: ProxmoxClient
+    settings: Settings
+    emit: Callable[[dict[str, Any]], None] = lambda event: None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def run(self, steps: list[PlannedStep]) -> ApplyReport:
+        live = LiveState(self.client, self.settings)
+        report = ApplyReport(results=[StepResult(step) for step in steps])
+        waves = sorted({s.wave for s in steps})
+        for wave in waves:
+            running = []
+            for result in report.results:
+                if result.step.wave != wave or result.state != "pending":
+                    continue
+                self._start(live, result)
+                if result.state == "running":
+                    running.append(result)
+            self._wait(running)
+            for result in running:
+                if result.state == FAILED:
+                    self._skip_dependents(report, result)
+        return report
+
+    def _start(self, live: LiveState, result: StepResult) -> None:
+        step = result.step
+        try:
+            cluster = live.refresh()
+        except CollectionError as exc:
+            self._finish(result, FAILED, f"cannot re-read the cluster: {exc}")
+            return
+        verdict = recheck(cluster, self.settings, step)
+        if verdict is not None:
+            self._finish(result, verdict[0], verdict[1])
+            return
+        g = cluster.guest_index(step.vmid)
+        try:
+            result.upid = start_migration(
+                self.client, step.vmid, cluster.guest_type(g), step.source, step.target,
+                running=bool(cluster.guest_running[g]), local_disk=bool(cluster.guest_local_disk[g]),
+                with_conntrack_state=self.settings.with_conntrack_state and self._pve9(),
+            )
+        except (ApiCallError, CollectionError) as exc:
+            self._finish(result, FAILED, f"migrate refused: {exc}")
+            return
+        result.state = "running"
+        result.seconds = self.clock()
+        self.emit({"event": "start", **result.as_dict()})
+
+    def _pve9(self) -> bool:
+        from proxlb_opt.adapters.proxmox import pve_version
+
+        if not hasattr(self, "_is_pve9"):
+            version = pve_version(self.client)
+            self._is_pve9 = version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 9
+        return self._is_pve9
+
+    def _wait(self, running: list[StepResult]) -> None:
+        deadline = self.clock() + self.settings.max_job_validation
+        pending = list(running)
+        followed: dict[int, str] = {}
+        while pending:
+            for result in list(pending):
+                upid = followed.get(id(result), result.upid)
+                state = self._poll(result, upid, followed)
+                if state is not None:
+                    pending.remove(result)
+            if pending and self.clock() > deadline:
+                for result in pending:
+                    self._finish(result, FAILED, f"task still running after {self.settings.max_job_validation} s "
+                                                 f"(balancing.max_job_validation); not waited for")
+                return
+            if pending:
+                self.sleep(self.settings.poll_interval)
+
+    def _poll(self, result: StepResult, upid: str, followed: dict[int, str]) -> str | None:
+        try:
+            status = task_status(self.client, upid)
+        except (ApiCallError, CollectionError) as exc:
+            self._finish(result, FAILED, f"cannot read task status: {exc}")
+            return FAILED
+        if status.get("status") != "stopped":
+            return None
+        exit_status = str(status.get("exitstatus", ""))
+        if exit_status != "OK" and not exit_status.startswith("WARNINGS"):
+            self._finish(result, FAILED, f"task failed: {exit_status}")
+            return FAILED
+        if ":hamigrate:" in upid and id(result) not in followed:
+            # An HA guest: the real qmigrate/vzmigrate is started by the HA stack after this short task.
+            real = self._find_real_task(result)
+            if real:
+                followed[id(result)] = real
+                return None
+        note = " (with warnings)" if exit_status.startswith("WARNINGS") else ""
+        self._finish(result, DONE, f"migrated{note}")
+        return DONE
+
+    def _find_real_task(self, result: StepResult) -> str | None:
+        since = int(result.upid.split(":")[5], 16) - 1 if result.upid else 0
+        for _ in range(max(1, int(30 / max(self.settings.poll_interval, 0.01)))):
+            for task in guest_tasks(self.client, result.step.source, result.step.vmid, since):
+                if task.get("type") in ("qmigrate", "vzmigrate") and task.get("upid"):
+                    return str(task["upid"])
+            self.sleep(self.settings.poll_interval)
+        return None
+
+    def _finish(self, result: StepResult, state: str, message: str) -> None:
+        if result.state == "running":
+            result.seconds = self.clock() - result.seconds
+        else:
+            result.seconds = 0.0
+        result.state, result.message = state, message
+        self.emit({"event": state, **result.as_dict()})
+
+    def _skip_dependents(self, report: ApplyReport, failed: StepResult) -> None:
+        for result in report.results:
+            if result.state != "pending":
+                continue
+            s = result.step
+            if s.vmid == failed.step.vmid or s.target == failed.step.source:
+                self._finish(result, SKIPPED, f"depends on the failed migration of {failed.step.vmid} "
+                                              f"({failed.step.source} → {failed.step.target})")
