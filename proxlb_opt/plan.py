@@ -188,10 +188,15 @@ def sequence(cluster: Cluster, rules: RuleSet, loads: LoadModel, steps: list[Ste
     state = _Occupancy(cluster, rules, loads, cluster.guest_node)
     pending = sorted(steps, key=lambda s: (REASON_ORDER.index(s.reason), -s.seconds, s.guest))
     done: list[Step] = []
-    wave, clock = 0, 0.0
+    wave, clock, parks = 0, 0.0, 0
     while pending:
         chosen = _fill_wave(state, pending, limits)
         if not chosen:
+            parks += 1
+            if parks > len(steps) + 1:  # parking must converge: each guest parks at most about once
+                raise UnsafePlanError("no capacity-safe order found: parking guests does not resolve the blockage; "
+                                      + "; ".join(_blockers(cluster, state, pending)[:4]),
+                                      blockers=tuple(_blockers(cluster, state, pending)))
             pending, parked = _park_one(cluster, rules, state, pending, limits, time_model)
             chosen = [parked]
         length = max(s.seconds for s in chosen)
@@ -213,8 +218,8 @@ def _shorten_with_cpsat(cluster: Cluster, rules: RuleSet, loads: LoadModel, plan
     from proxlb_opt.cpsat.waves import MAX_EXACT_STEPS, WaveProblem, seconds, solve_waves
 
     steps = list(plan.steps)
-    if len(steps) < 2 or len(steps) > MAX_EXACT_STEPS or plan.parking_hops:
-        return plan
+    if len(steps) < 2 or len(steps) > MAX_EXACT_STEPS or plan.parking_hops or limits.parallel < 2:
+        return plan  # one migration at a time: every safe order takes the same time
     occupancy = _Occupancy(cluster, rules, loads, cluster.guest_node)
     index = {s.guest: i for i, s in enumerate(steps)}
     anti_groups = []
@@ -285,7 +290,7 @@ def _park_one(cluster: Cluster, rules: RuleSet, state: _Occupancy, pending: list
               time_model: TimeModel) -> tuple[list[Step], Step]:
     """Split one blocked step s→t into s→p now and p→t later; UnsafePlanError when no p has room."""
     empty = np.zeros_like(state.load)
-    for s in pending:
+    for s in sorted(pending, key=lambda x: x.hop):  # park a guest that has not been parked yet, first
         if state.placement[s.guest] != s.source:
             continue
         for p in _parking_candidates(cluster, rules, state, s):

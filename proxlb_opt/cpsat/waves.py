@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-#: Above this many steps the model grows too large for the time budget; the heuristic is kept.
+#: Above this many steps (or step × wave pairs) the model grows too large for the time budget.
 MAX_EXACT_STEPS = 250
+MAX_EXACT_PAIRS = 6000
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def solve_waves(problem: WaveProblem, hint_waves: np.ndarray, time_limit: float,
     """A wave index per step minimizing Σ wave lengths, or None when nothing better was proven feasible."""
     n_steps = len(problem.sources)
     n_waves = int(hint_waves.max()) + 1 if n_steps else 0
-    if n_steps == 0 or n_steps > MAX_EXACT_STEPS:
+    if n_steps == 0 or n_steps > MAX_EXACT_STEPS or n_steps * n_waves > MAX_EXACT_PAIRS:
         return None
     model = cp_model.CpModel()
     z = [[model.NewBoolVar(f"z[{s},{w}]") for w in range(n_waves)] for s in range(n_steps)]
