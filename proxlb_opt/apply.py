@@ -248,7 +248,7 @@ class Executor:
         return DONE
 
     def _find_real_task(self, result: StepResult) -> str | None:
-        since = int(result.upid.split(":")[5], 16) - 1 if result.upid else 0
+        since = int(result.upid.split(":")[4], 16) - 1 if result.upid else 0  # UPID field 4: start time
         for _ in range(max(1, int(30 / max(self.settings.poll_interval, 0.01)))):
             for task in guest_tasks(self.client, result.step.source, result.step.vmid, since):
                 if task.get("type") in ("qmigrate", "vzmigrate") and task.get("upid"):

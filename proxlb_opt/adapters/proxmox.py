@@ -33,7 +33,7 @@ from proxlb_opt.errors import CollectionError
 log = logging.getLogger("proxlb_opt.adapters.proxmox")
 
 CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                     requests.exceptions.SSLError)
+                     requests.exceptions.SSLError, requests.exceptions.ChunkedEncodingError, OSError)
 DISK_KEY = re.compile(r"^(scsi|sata|ide|virtio|efidisk|tpmstate|rootfs|mp)\d*$")
 MIB = 1024 * 1024
 
