@@ -35,7 +35,9 @@ CONFIG_HELP = "proxlb.yaml (ProxLB keys plus an optimizer: section)."
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    # Piped output (cron mails, CI logs) gets a fixed, wide layout instead of rich's 80 columns.
+    width = None if sys.stdout.isatty() else 132
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -159,10 +159,14 @@ def _result(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadMod
                         exact_time_limit=sequencing_time_limit(settings))
         check_plan(cluster, rules, loads, plan, limits(settings))
     sequence_seconds = time.perf_counter() - seq_start
+    spread_after = check.spread(cluster, loads, rules, placement)
+    if bound is not None:
+        # The solver's bound lives on its 0.01 pp grid; the true spread may sit just below it.
+        bound = min(bound, spread_after)
     return PlanResult(
         cluster=cluster, settings=settings, rules=rules, loads=loads, algorithm=algorithm, status=status,
         placement=placement, plan=plan, spread_before=before,
-        spread_after=check.spread(cluster, loads, rules, placement),
+        spread_after=spread_after,
         spread_per_resource_before=check.spread_per_resource(cluster, loads, rules, cluster.guest_node),
         spread_per_resource_after=check.spread_per_resource(cluster, loads, rules, placement),
         bound=bound, solve_seconds=seq_start - start,

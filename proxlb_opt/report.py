@@ -152,20 +152,20 @@ def nodes_table(result: PlanResult) -> Table:
 
 
 def migrations_table(result: PlanResult) -> Table:
-    table = Table(title="Migrations", title_justify="left")
-    for column, justify in (("wave", "right"), ("guest", "left"), ("type", "left"), ("from", "left"),
-                            ("to", "left"), ("reason", "left"), ("mode", "left"), ("memory", "right"),
-                            ("start", "right"), ("end", "right")):
-        table.add_column(column, justify=justify)
+    table = Table(title="Migrations (waves run one after another; the moves of a wave run together)",
+                  title_justify="left")
+    for column, justify in (("wave", "right"), ("guest", "left"), ("type", "left"), ("move", "left"),
+                            ("reason", "left"), ("mode", "left"), ("memory", "right"), ("time", "right")):
+        table.add_column(column, justify=justify, no_wrap=column in ("move", "time", "memory"))
     last_wave = None
     for step in result.plan.steps:
         d = step_dict(result, step)
         if last_wave is not None and step.wave != last_wave:
             table.add_section()
         last_wave = step.wave
-        to = d["to"] + (" (park)" if step.hop == 1 else "")
-        table.add_row(str(d["wave"] + 1), f"{d['vmid']} {d['name']}", d["type"], d["from"], to, d["reason"],
-                      d["mode"], format_mib(d["memory_mib"]), f"{d['start_s']:.0f} s", f"{d['end_s']:.0f} s")
+        move = f"{d['from']} → {d['to']}" + (" (park)" if step.hop == 1 else "")
+        table.add_row(str(d["wave"] + 1), f"{d['vmid']} {d['name']}", d["type"], move, d["reason"], d["mode"],
+                      format_mib(d["memory_mib"]), f"{d['start_s']:.0f}–{d['end_s']:.0f} s")
     return table
 
 
