@@ -98,6 +98,8 @@ def plan(
     workers: Optional[int] = typer.Option(None, help="CP-SAT worker threads (default: the core count)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON only."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON plan to this file."),
+    pareto: bool = typer.Option(False, "--pareto", help="Best spread for budgets 0, 1, 2, 4, 8, … instead of one plan."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --pareto: also draw the curve into this PNG."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Plan a rebalancing: print the target placement and the ordered, capacity-safe migrations."""
@@ -117,6 +119,9 @@ def plan(
     if time_limit is not None and time_limit <= 0:
         raise InputError("--time-limit: must be positive")
     cluster = _load_cluster(model, settings)
+    if pareto or plot:
+        _pareto(cluster, settings, as_json, plot, time_limit)
+        return
     result = make_plan(cluster, settings)
     _warn(result.warnings)
     _warn(result.notes)
@@ -127,6 +132,54 @@ def plan(
         _emit_json(data)
     else:
         _stdout().print(plan_renderable(result))
+
+
+def _pareto(cluster, settings: Settings, as_json: bool, plot: Optional[Path], time_limit: Optional[float]) -> None:
+    from dataclasses import replace
+
+    from proxlb_opt.report import pareto_dict, pareto_table
+    from proxlb_opt.tradeoff import pareto_curve
+
+    if time_limit is None:  # one point per budget: a shorter default per point
+        settings = replace(settings, time_limit=min(settings.time_limit, 5.0))
+    points = pareto_curve(cluster, settings)
+    data = pareto_dict(cluster.name, points)
+    if plot is not None:
+        _plot_curve(points, plot, cluster.name)
+    if as_json:
+        _emit_json(data)
+    else:
+        _stdout().print(pareto_table(points))
+
+
+def _plot_curve(points, path: Path, name: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'proxlb-opt[bench]'") from None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    budgets = [p.budget for p in points]
+    ax.plot(budgets, [p.spread for p in points], marker="o", label="spread after (pp)")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("migration budget (balancing moves)")
+    ax.set_ylabel("spread (percentage points)")
+    ax.set_title(f"{name}: spread vs migration budget")
+    ax2 = ax.twinx()
+    ax2.bar(budgets, [p.memory_moved_mib / 1024 for p in points], alpha=0.25, color="tab:orange",
+            width=[max(0.4, b * 0.3) for b in budgets], label="memory moved (GiB)")
+    ax2.set_ylabel("memory moved (GiB)")
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="center right")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+    finally:
+        plt.close(fig)
 
 
 def _unlimited(settings: Settings) -> Settings:

@@ -225,3 +225,21 @@ def best_node_table(ranking: list[dict[str, Any]]) -> Table:
 
 def as_float_list(values: np.ndarray) -> list[float]:
     return [float(v) for v in values]
+
+
+def pareto_dict(cluster_name: str, points) -> dict[str, Any]:
+    return {"version": 1, "cluster": cluster_name, "points": [
+        {"budget": p.budget, "spread": p.spread, "bound": p.bound, "migrations": p.migrations,
+         "mandatory_migrations": p.mandatory, "memory_moved_mib": p.memory_moved_mib, "status": p.status,
+         "seconds": p.seconds} for p in points]}
+
+
+def pareto_table(points) -> Table:
+    table = Table(title="Best spread per migration budget", title_justify="left")
+    for column in ("budget", "spread", "bound", "migrations", "memory moved", "status", "seconds"):
+        table.add_column(column, justify="right")
+    for p in points:
+        table.add_row(str(p.budget), f"{p.spread:.2f} pp", "" if p.bound is None else f"{p.bound:.2f} pp",
+                      f"{p.migrations} ({p.mandatory} mandatory)", format_mib(p.memory_moved_mib), p.status,
+                      f"{p.seconds:.1f}")
+    return table

@@ -110,3 +110,15 @@ def test_best_node_and_terraform(model):
 def test_best_node_nothing_fits(model):
     out = run("best-node", "--model", model, "--cpus", "2", "--memory", "200G")
     assert out.returncode == 4 and "no node can take" in out.stdout
+
+
+def test_pareto_json_and_plot(model, tmp_path):
+    png = tmp_path / "curve.png"
+    out = run("plan", "--model", model, "--pareto", "--json", "--plot", png, "--workers", "1", "--time-limit", "2")
+    assert out.returncode == 0, out.stderr
+    points = json.loads(out.stdout)["points"]
+    assert [p["budget"] for p in points][:3] == [0, 1, 2]
+    spreads = [p["spread"] for p in points]
+    assert spreads == sorted(spreads, reverse=True) and spreads[-1] < spreads[0]
+    assert all(p["migrations"] - p["mandatory_migrations"] <= p["budget"] for p in points)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
