@@ -377,20 +377,31 @@ def _confirm(count: int) -> None:
 
 
 def _event_printer(as_json: bool, total: int):
+    """Where apply events go: JSON lines, a progress bar on a terminal, or plain lines (logs, cron)."""
     if as_json:
         return lambda event: sys.stdout.write(json.dumps(event) + "\n") or sys.stdout.flush()
     console = Console(stderr=True, highlight=False)
-    finished = {"n": 0}
+    progress = None
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("migrations"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, transient=False)
+        task = progress.add_task("apply", total=total)
+        progress.start()
+    styles = {"done": "green", "skipped": "yellow", "failed": "red"}
 
     def show(event: dict) -> None:
+        where = f"{event['vmid']} {event['name']}: {event['from']} → {event['to']}"
         if event["event"] == "start":
-            console.print(f"[wave {event['wave'] + 1}] {event['vmid']} {event['name']}: "
-                          f"{event['from']} → {event['to']} started")
+            console.print(f"[wave {event['wave'] + 1}] {where} started")
             return
-        finished["n"] += 1
-        style = {"done": "green", "skipped": "yellow", "failed": "red"}.get(event["event"], "")
-        console.print(f"[{finished['n']}/{total}] {event['vmid']} {event['name']}: [{style}]{event['event']}[/{style}] "
-                      f"{event['message']}")
+        style = styles.get(event["event"], "")
+        console.print(f"[wave {event['wave'] + 1}] {where} [{style}]{event['event']}[/{style}] {event['message']}")
+        if progress is not None:
+            progress.advance(task)
+            if progress.finished:
+                progress.stop()
 
     return show
 
@@ -411,8 +422,11 @@ def simulate(
 
     if time_scale <= 0:
         raise InputError("--time-scale: must be positive")
-    run_simulator(str(model), host=host, port=port, time_scale=time_scale,
-                  ca_dir=str(ca_dir) if ca_dir else None, stream=sys.stdout)
+    try:
+        run_simulator(str(model), host=host, port=port, time_scale=time_scale,
+                      ca_dir=str(ca_dir) if ca_dir else None, stream=sys.stdout)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); try --port 0 for any free port") from None
 
 
 @app.command()
