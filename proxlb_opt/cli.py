@@ -274,6 +274,63 @@ def _guest_shape(cpus: Any, memory: Any, disk: Any, tags: Any, guest_type: Any) 
     return guest
 
 
+# ----------------------------------------------------------------------------- what-if
+
+
+@app.command("what-if")
+def what_if(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    drain: list[str] = typer.Option([], "--drain", help="Node to take out (repeatable): do its guests fit elsewhere?"),
+    cpus: Optional[float] = typer.Option(None, help="With --memory: how many more guests of this shape fit?"),
+    memory: Optional[str] = typer.Option(None, help="Memory of the guest shape (e.g. 8G)."),
+    disk: Optional[str] = typer.Option(None, help="Local disk of the guest shape (e.g. 32G)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="CP-SAT time limit for --drain."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Capacity analysis: drain nodes (N+1 checks) and count the room left for guests of a shape."""
+    from proxlb_opt import whatif
+    from proxlb_opt.report import drain_dict, headroom_dict
+
+    _setup_logging(verbose)
+    if not drain and memory is None:
+        raise InputError("what-if needs --drain NODE and/or --cpus N --memory SIZE")
+    settings = _settings(config, time_limit=time_limit)
+    cluster = _load_cluster(model, settings)
+    data: dict[str, Any] = {"version": 1, "cluster": cluster.name}
+    if drain:
+        data["drain"] = drain_dict(whatif.drain(cluster, settings, tuple(drain)))
+    if memory is not None or cpus is not None:
+        shape = _guest_shape(cpus=cpus, memory=memory, disk=disk, tags=None, guest_type="vm")
+        data["headroom"] = headroom_dict(whatif.headroom(cluster, settings, shape), shape)
+    if as_json:
+        _emit_json(data)
+    else:
+        _stdout().print(_what_if_text(data))
+    if "drain" in data and not data["drain"]["fits"]:
+        raise typer.Exit(4)
+
+
+def _what_if_text(data: dict) -> str:
+    lines = []
+    if "drain" in data:
+        d = data["drain"]
+        nodes = ", ".join(d["nodes"])
+        if d["fits"]:
+            lines.append(f"draining {nodes}: everything fits; {d['guests_moved']} guests move "
+                         f"({d['memory_moved_gib']:.1f} GiB), spread after {d['spread_after']:.2f} pp, "
+                         f"predicted {d['predicted_seconds']:.0f} s")
+            lines += [f"  {n['name']}: {n['percent_after']:.1f} % after" for n in d["nodes_after"]]
+        else:
+            lines.append(f"draining {nodes}: does NOT fit: {d['reason']}")
+    if "headroom" in data:
+        h = data["headroom"]
+        lines.append(f"room for {h['total']} more guests of {h['shape']}:")
+        lines += [f"  {node}: {count} (limited by {h['limiting'][node]})" for node, count in h["per_node"].items()]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- snapshot
 
 

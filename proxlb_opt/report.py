@@ -243,3 +243,23 @@ def pareto_table(points) -> Table:
                       f"{p.migrations} ({p.mandatory} mandatory)", format_mib(p.memory_moved_mib), p.status,
                       f"{p.seconds:.1f}")
     return table
+
+
+def drain_dict(outcome) -> dict[str, Any]:
+    data: dict[str, Any] = {"nodes": list(outcome.nodes), "fits": outcome.fits, "reason": outcome.reason}
+    result = outcome.result
+    if result is not None:
+        column = RESOURCES.index(result.loads.resources[0])
+        after = check.node_percent(result.cluster, result.loads, result.placement)
+        data.update(
+            guests_moved=result.plan.guests_moved, memory_moved_gib=round(result.memory_moved_mib / 1024, 2),
+            spread_after=_r(result.spread_after), predicted_seconds=_r(result.plan.predicted_seconds, 1),
+            nodes_after=[{"name": name, "percent_after": _r(after[n, column])}
+                         for n, name in enumerate(result.cluster.node_names) if result.rules.eligible[n]],
+            migrations=[step_dict(result, s) for s in result.plan.steps])
+    return data
+
+
+def headroom_dict(room, shape: dict[str, Any]) -> dict[str, Any]:
+    text = f"{shape['cpus']:g} vCPU / {shape['memory']}" + (f" / {shape['disk']} local disk" if "disk" in shape else "")
+    return {"shape": text, "total": room.total, "per_node": room.per_node, "limiting": room.limiting}

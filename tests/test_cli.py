@@ -122,3 +122,16 @@ def test_pareto_json_and_plot(model, tmp_path):
     assert spreads == sorted(spreads, reverse=True) and spreads[-1] < spreads[0]
     assert all(p["migrations"] - p["mandatory_migrations"] <= p["budget"] for p in points)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_what_if_drain_and_headroom(model):
+    out = run("what-if", "--model", model, "--drain", "pve1", "--cpus", "2", "--memory", "8G", "--json",
+              "--time-limit", "3")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["drain"]["fits"] and all(m["from"] == "pve1" for m in data["drain"]["migrations"])
+    assert all(n["name"] != "pve1" for n in data["drain"]["nodes_after"])
+    # pve1 holds 8 × 6G, pve2 4G: with 64G nodes and 8G guests, assigned memory binds.
+    assert data["headroom"]["per_node"] == {"pve1": 2, "pve2": 7, "pve3": 8}
+    blocked = run("what-if", "--model", model, "--drain", "pve2")
+    assert blocked.returncode == 4 and "does NOT fit" in blocked.stdout and "plb_pin_pve2" in blocked.stdout
