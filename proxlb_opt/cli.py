@@ -463,6 +463,29 @@ def _event_printer(as_json: bool, total: int):
     return show
 
 
+# ----------------------------------------------------------------------------- service
+
+
+@app.command()
+def service(
+    config: Path = typer.Option(Path("/etc/proxlb/proxlb.yaml"), "--config", "-c", help=CONFIG_HELP),
+    once: bool = typer.Option(False, "--once", help="One round, then exit (also when service.daemon is false)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and log, never migrate."),
+    as_json: bool = typer.Option(False, "--json", help="Apply events as JSON lines on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run as a service: plan and apply every service.schedule interval (SIGHUP reloads the config)."""
+    from proxlb_opt.service import run_service
+
+    _setup_logging(verbose)
+    emit = (lambda event: sys.stdout.write(json.dumps(event) + "\n") or sys.stdout.flush()) if as_json else \
+        (lambda event: log.info("%s %s %s → %s %s", event["event"], event["vmid"], event["from"], event["to"],
+                                event.get("message", "")))
+    outcome = run_service(config, once, dry_run, emit)
+    if outcome.error is not None:
+        raise outcome.error
+
+
 # ----------------------------------------------------------------------------- simulate
 
 

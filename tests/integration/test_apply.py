@@ -154,3 +154,18 @@ def test_apply_refuses_without_yes_when_not_interactive(tmp_path):
         out = cli("apply", "--config", config, "--json")
         assert out.returncode == 2 and "--yes" in out.stderr
         assert np.all([sim.state.lock_of(v) is None for v in VMIDS])
+
+
+def test_service_once_plans_and_applies(tmp_path):
+    with SimulatorServer(rebalance_cluster(), time_scale=FAST) as sim:
+        config = write_config(tmp_path / "proxlb.yaml", sim)
+        dry = cli("service", "--config", config, "--once", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "plan:" in dry.stderr and sim.state.placement()[101] == "pve1"
+        before = sim.state.placement()
+        real = cli("service", "--config", config, "--once", "--json")
+        assert real.returncode == 0, real.stderr
+        moved = [json.loads(line) for line in real.stdout.splitlines() if '"done"' in line]
+        after = sim.state.placement()
+        assert moved and sum(before[v] != after[v] for v in after) == len(moved)
+        assert sorted(after) == sorted(before)
