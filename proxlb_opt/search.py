@@ -120,12 +120,12 @@ def repair_and_descend(cluster: Cluster, rules: RuleSet, loads: LoadModel, budge
     return state.placement
 
 
-def _best_target(state: _State, guests: list[int]) -> int | None:
-    """The eligible node where all `guests` fit together with the lowest resulting spread."""
+def _best_target(state: _State, guests: list[int], exclude: int | None = None) -> int | None:
+    """The eligible node (other than `exclude`) where all `guests` fit together with the lowest spread."""
     best, best_spread = None, np.inf
     for n in state.eligible:
         n = int(n)
-        if not all(state.rules.allowed[g, n] for g in guests):
+        if n == exclude or not all(state.rules.allowed[g, n] for g in guests):
             continue
         moving = [g for g in guests if state.placement[g] != n]
         extra = state.hard_demand[moving].sum(axis=0) if moving else 0
@@ -176,7 +176,7 @@ def _repair(state: _State) -> bool:
             extra = [g for g in group.members if state.placement[g] == n and rules.movable[g]
                      and not state.in_affinity[g]][: state.anti_count[i, n] - group.per_node_cap]
             for g in extra:
-                target = _best_target(state, [g])
+                target = _best_target(state, [g], exclude=int(n))
                 if target is None:
                     return False
                 state.move(g, target)
@@ -300,7 +300,8 @@ def _neighbourhood(cluster: Cluster, rules: RuleSet, placement: np.ndarray, node
     g_all = np.arange(cluster.n_guests)
     restrict = np.zeros((cluster.n_guests, cluster.n_nodes), dtype=bool)
     restrict[g_all, placement] = True
-    on_selected = np.isin(placement, nodes) & rules.movable
+    # Guests on the chosen nodes, and guests moved away from them (bringing one home frees budget).
+    on_selected = (np.isin(placement, nodes) | np.isin(cluster.guest_node, nodes)) & rules.movable
     free = np.flatnonzero(on_selected)
     if free.size > max_free:
         free = np.sort(rng.choice(free, size=max_free, replace=False))

@@ -1,0 +1,64 @@
+"""The heuristic layer: repair + descent incumbents, LNS, and the budget relaxation bound."""
+
+import time
+
+import numpy as np
+
+from proxlb_opt import check
+from proxlb_opt.cpsat.solve import SolverSettings
+from proxlb_opt.planner import prepare
+from proxlb_opt.search import budget_bound, large_neighbourhood_search, repair_and_descend, score
+from tests.builders import cluster, fast, guest, node
+
+
+def _skewed(rules=True):
+    guests = [guest(i, "a", f"{2 + i % 5}G") for i in range(1, 31)]
+    if rules:
+        guests[0]["tags"] = ["plb_anti_affinity_x"]
+        guests[1]["tags"] = ["plb_anti_affinity_x"]  # both on a: broken today
+        guests[2]["tags"] = ["plb_affinity_y"]
+        guests.append(guest(99, "b", "2G", tags=["plb_affinity_y"]))  # split group
+        guests[3]["tags"] = ["plb_pin_a"]
+    return cluster([node(n, "128G") for n in "abcd"], guests)
+
+
+def test_repair_fixes_broken_rules_and_descent_balances():
+    c = _skewed()
+    s = fast(max_migrations=10)
+    cl, rules, loads = prepare(c, s)
+    placement = repair_and_descend(cl, rules, loads, 10, time.perf_counter() + 5)
+    assert placement is not None
+    assert check.violations(cl, rules, loads, placement, 10) == []
+    assert check.spread(cl, loads, rules, placement) < check.spread(cl, loads, rules, cl.guest_node) / 2
+
+
+def test_descent_respects_budget_exactly():
+    c = _skewed(rules=False)
+    cl, rules, loads = prepare(c, fast())
+    for budget in (0, 1, 5):
+        placement = repair_and_descend(cl, rules, loads, budget, time.perf_counter() + 5)
+        assert int((placement != cl.guest_node).sum()) <= budget
+
+
+def test_lns_never_worsens_the_incumbent():
+    c = _skewed()
+    cl, rules, loads = prepare(c, fast(max_migrations=6))
+    start = repair_and_descend(cl, rules, loads, 6, time.perf_counter() + 1)
+    best, stats = large_neighbourhood_search(cl, rules, loads, SolverSettings(workers=1, max_migrations=6), start,
+                                             time.perf_counter() + 3)
+    assert score(cl, rules, loads, best) <= score(cl, rules, loads, start)
+    assert check.violations(cl, rules, loads, best, 6) == [] and stats.iterations >= 1
+
+
+def test_budget_bound_is_a_lower_bound():
+    c = _skewed(rules=False)
+    s = fast()
+    cl, rules, loads = prepare(c, s)
+    from proxlb_opt.planner import make_plan
+    from dataclasses import replace
+    for budget in (0, 2, 4):
+        bound = budget_bound(cl, rules, loads, budget)
+        achieved = make_plan(c, replace(s, max_migrations=budget, balanciness=0)).spread_after
+        assert bound <= achieved + 1e-6
+    assert budget_bound(cl, rules, loads, None) == 0.0
+    assert budget_bound(cl, rules, loads, 0) > 0  # nothing may move: today's spread is the floor
