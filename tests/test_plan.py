@@ -112,3 +112,18 @@ def test_exact_waves_not_longer_than_heuristic():
     heuristic = sequence(cl, rules, loads, list(diff(cl, rules, result.placement, TM)),
                          Limits(parallel=2, incoming_per_node=1, outgoing_per_node=2), TM)
     assert result.plan.predicted_seconds <= heuristic.predicted_seconds + 1e-9
+
+
+def test_no_ping_pong_between_runs():
+    """Planning the cluster a plan produced gives "balanced, nothing to do" (no guest moves back and forth)."""
+    from pathlib import Path
+
+    from proxlb_opt.cluster import load_model, with_placement
+
+    c = load_model(Path(__file__).resolve().parents[1] / "models" / "demo.yaml")
+    s = fast(time_limit=5, balanciness=5)
+    first = make_plan(c, s)
+    assert first.plan.steps and first.spread_after <= 5
+    moved = with_placement(first.cluster, first.placement)
+    second = make_plan(moved, s)
+    assert second.status == "balanced" and second.plan.steps == ()
