@@ -55,3 +55,11 @@ def test_objective_balances_by_percent_not_absolute(plan):
     # 64G over 160G total: 40 % each is reached with 12.8G on small → 1 or 2 guests; 2 gives 50 % vs 37.5 %.
     assert sorted(where(result).values()).count("small") in (1, 2)
     assert result.spread_after <= 12.5 + 1e-6
+
+
+def test_forced_moves_that_overfill_a_node_are_infeasible(plan):
+    # Every guest has exactly one possible node (the other is drained): no variables, only constants.
+    c = cluster([node("a", "16G"), node("b", "16G")],
+                [guest(1, "b", "10G"), guest(2, "a", "10G")])
+    with pytest.raises(InfeasibleError, match="capacity of b"):
+        plan(c, maintenance_nodes=("a",))
