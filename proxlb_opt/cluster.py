@@ -222,6 +222,8 @@ def cluster_from_dict(data: Mapping, source: str = "<model>") -> Cluster:
     r = _Reader(source)
     r.keys(data, TOP_KEYS, "top level")
     version = data.get("version", MODEL_VERSION)
+    if isinstance(version, str) and version.strip().isdigit():
+        version = int(version)
     if version != MODEL_VERSION:
         raise r.fail("version", f"unsupported model version {version!r} (this proxlb-opt reads version {MODEL_VERSION})")
     nodes_in = data.get("nodes")
@@ -252,7 +254,7 @@ def cluster_from_dict(data: Mapping, source: str = "<model>") -> Cluster:
 
     _fill_node_usage_defaults(nodes, guests, node_index)
     name = str(data.get("cluster") or Path(source).stem or "cluster")
-    return _build(name, nodes, guests, ha_rules, source=str(data.get("source") or source))
+    return _build(name, nodes, guests, ha_rules, source=source)
 
 
 def _read_node(r: _Reader, entry: Any, i: int) -> dict:
@@ -303,10 +305,11 @@ def _read_guest(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int]) -
     except ValueError as exc:
         raise r.fail(f"{where}.tags", str(exc)) from None
     lock = entry.get("lock")
+    is_ct = r.choice(entry, "type", where, ("vm", "ct", "qemu", "lxc"), "vm") in ("ct", "lxc")
     guest = {
         "vmid": vmid,
-        "name": str(entry.get("name") or f"{'ct' if entry.get('type') == 'ct' else 'vm'}{vmid}"),
-        "is_ct": r.choice(entry, "type", where, ("vm", "ct", "qemu", "lxc"), "vm") in ("ct", "lxc"),
+        "name": str(entry.get("name") or f"{'ct' if is_ct else 'vm'}{vmid}"),
+        "is_ct": is_ct,
         "node": node_index[str(node_name)],
         "running": running,
         "cpu_milli": cpus,

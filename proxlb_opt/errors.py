@@ -60,9 +60,10 @@ class UnsafePlanError(ProxlbOptError):
 
     exit_code = 4
 
-    def __init__(self, message: str, blockers: tuple[str, ...] = ()):
+    def __init__(self, message: str, blockers: tuple[str, ...] = (), guests: tuple[int, ...] = ()):
         super().__init__(message)
         self.blockers = blockers
+        self.guests = guests  # indices of the guests whose moves could not be ordered
 
 
 class InternalError(ProxlbOptError):

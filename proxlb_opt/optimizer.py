@@ -60,7 +60,8 @@ def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, setti
     greedy = greedy_placement(cluster, rules, loads, settings, budget).placement
     greedy_spread = check.spread(cluster, loads, rules, greedy)
     incumbents = [p for p in (greedy,) if valid(p)]
-    descent = repair_and_descend(cluster, rules, loads, budget, start + DESCENT_SHARE * settings.time_limit)
+    descent_seconds = min(0.5 * settings.time_limit, max(DESCENT_SHARE * settings.time_limit, 1.0))
+    descent = repair_and_descend(cluster, rules, loads, budget, start + descent_seconds)
     if descent is not None and valid(descent):
         incumbents.append(descent)
     best = min(incumbents, key=lambda p: score(cluster, rules, loads, p)) if incumbents else None

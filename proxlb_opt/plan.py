@@ -196,7 +196,8 @@ def sequence(cluster: Cluster, rules: RuleSet, loads: LoadModel, steps: list[Ste
             if parks > len(steps) + 1:  # parking must converge: each guest parks at most about once
                 raise UnsafePlanError("no capacity-safe order found: parking guests does not resolve the blockage; "
                                       + "; ".join(_blockers(cluster, state, pending)[:4]),
-                                      blockers=tuple(_blockers(cluster, state, pending)))
+                                      blockers=tuple(_blockers(cluster, state, pending)),
+                                      guests=_blocked_guests(state, pending))
             pending, parked = _park_one(cluster, rules, state, pending, limits, time_model)
             chosen = [parked]
         length = max(s.seconds for s in chosen)
@@ -300,7 +301,12 @@ def _park_one(cluster: Cluster, rules: RuleSet, state: _Occupancy, pending: list
             second = replace(s, source=p, via=p, hop=2)
             rest = [second if x is s else x for x in pending]
             return rest, first
-    raise UnsafePlanError(_blocked_message(cluster, state, pending), blockers=tuple(_blockers(cluster, state, pending)))
+    raise UnsafePlanError(_blocked_message(cluster, state, pending), blockers=tuple(_blockers(cluster, state, pending)),
+                          guests=_blocked_guests(state, pending))
+
+
+def _blocked_guests(state: _Occupancy, pending: list[Step]) -> tuple[int, ...]:
+    return tuple(sorted({s.guest for s in pending if state.placement[s.guest] == s.source}))
 
 
 def _parking_candidates(cluster: Cluster, rules: RuleSet, state: _Occupancy, s: Step) -> list[int]:

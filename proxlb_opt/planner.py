@@ -123,21 +123,20 @@ def _optimize(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadM
                            outcome.bound, start, before, greedy_spread=outcome.greedy_spread,
                            notes=tuple(notes + list(outcome.notes)))
         except UnsafePlanError as unsafe:
-            if attempt == SEQUENCING_RETRIES:
+            optional = [g for g in unsafe.guests if not rules.budget_free[g]]
+            if attempt == SEQUENCING_RETRIES or not optional:
                 raise
-            # Feed the conflict back: forbid the blocked moves and re-solve (issue: swaps with no parking room).
-            restrict = _forbid_blocked(cluster, rules, outcome.placement, restrict)
-            notes.append(f"re-solved without moves that had no safe order ({len(unsafe.blockers)} blocked)")
-    raise SolveTimeoutError("no capacity-safe plan found")  # pragma: no cover - loop always returns or raises
+            # Feed the conflict back: the guests whose moves had no safe order stay where they are.
+            restrict = _keep_in_place(cluster, rules, optional, restrict)
+            notes.append(f"re-solved keeping {len(optional)} guest(s) in place whose moves had no safe order")
+    raise SolveTimeoutError("no capacity-safe plan found")  # pragma: no cover - the loop returns or raises
 
 
-def _forbid_blocked(cluster: Cluster, rules: RuleSet, placement: np.ndarray, restrict: np.ndarray | None) -> np.ndarray:
+def _keep_in_place(cluster: Cluster, rules: RuleSet, guests: list[int], restrict: np.ndarray | None) -> np.ndarray:
     mask = rules.allowed.copy() if restrict is None else restrict.copy()
-    moved = np.flatnonzero(placement != cluster.guest_node)
-    for g in moved:
-        if not rules.budget_free[g]:
-            mask[g, placement[g]] = False
-            mask[g, cluster.guest_node[g]] = True
+    for g in guests:
+        mask[g] = False
+        mask[g, cluster.guest_node[g]] = True
     return mask
 
 

@@ -124,6 +124,11 @@ def derive_rules(cluster: Cluster, settings: Settings) -> RuleSet:
     affinities = _affinities(c, settings)
     anti = _anti_affinities(c, settings)
 
+    for rule in c.ha_rules:
+        missing = [v for v in rule.vmids if c.guest_index(v) is None]
+        if missing and not rule.disabled:
+            warnings.append(f"HA rule {rule.name} names guest(s) {', '.join(map(str, missing))} not in the cluster; "
+                            f"the rule applies to the others")
     allowed = _allowed(c, eligible, movable, pins)
     affinities = _relax_affinities(c, affinities, movable, warnings)
     anti = _cap_anti_affinities(c, anti, movable, eligible, warnings)

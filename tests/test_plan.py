@@ -127,3 +127,14 @@ def test_no_ping_pong_between_runs():
     moved = with_placement(first.cluster, first.placement)
     second = make_plan(moved, s)
     assert second.status == "balanced" and second.plan.steps == ()
+
+
+def test_unorderable_anti_affinity_swap_is_resolved_by_keeping_guests_in_place():
+    """Found by the generator: a full anti-affinity group (one member per node) cannot swap members."""
+    from benchmarks.generate import generate_cluster
+    from proxlb_opt.cluster import cluster_from_dict
+
+    c = cluster_from_dict(generate_cluster(6, 21, 230))
+    result = make_plan(c, fast(time_limit=3, balanciness=10))
+    assert result.plan.steps and result.spread_after < result.spread_before
+    assert replay(result.cluster, result.rules, result.loads, result.plan, Limits()) == []
