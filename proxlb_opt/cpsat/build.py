@@ -116,21 +116,18 @@ def build(cluster: Cluster, rules: RuleSet, loads: LoadModel, options: BuildOpti
 
 
 def _placement_variables(ctx: Context) -> None:
-    n_guests, n_nodes = ctx.domain.shape if ctx.domain.size else (ctx.cluster.n_guests, ctx.cluster.n_nodes)
-    ctx.fixed_node = np.full(n_guests, -1, dtype=np.int64)
+    n_guests, n_nodes = ctx.cluster.n_guests, ctx.cluster.n_nodes
+    counts = ctx.domain.sum(axis=1) if n_guests else np.zeros(0, dtype=int)
+    ctx.fixed_node = np.where(counts == 1, ctx.domain.argmax(axis=1) if n_guests else 0, -1).astype(np.int64)
     ctx.vars_on_node = [[] for _ in range(n_nodes)]
-    for g in range(n_guests):
-        nodes = np.flatnonzero(ctx.domain[g])
-        if nodes.size == 0:
-            # Only possible under a neighbourhood restriction or in explain mode; keep the model honest.
-            ctx.fixed_node[g] = ctx.cluster.guest_node[g]
-            ctx.model.AddBoolOr([])  # infeasible on purpose: explain.py names the guest's rules
-            continue
-        if nodes.size == 1:
-            ctx.fixed_node[g] = nodes[0]
-            continue
+    for g in np.flatnonzero(counts == 0):
+        # Only possible under a neighbourhood restriction or in explain mode; keep the model honest.
+        ctx.fixed_node[g] = ctx.cluster.guest_node[g]
+        ctx.model.AddBoolOr([])
+    for g in np.flatnonzero(counts > 1):
+        g = int(g)
         row = []
-        for n in nodes:
+        for n in np.flatnonzero(ctx.domain[g]):
             var = ctx.model.NewBoolVar(f"x[{g},{n}]")
             ctx.x[(g, int(n))] = var
             ctx.vars_on_node[n].append((g, var))
