@@ -279,36 +279,30 @@ def _pool_preferences(c: Cluster, settings: Settings, lower_names: dict[str, int
     return prefs
 
 
-def _affinities(c: Cluster, settings: Settings) -> list[Affinity]:
+def _groups(c: Cluster, settings: Settings, prefix: str, ha_affinity: str, pool_type: str) -> list[tuple]:
+    """(name, source, sorted members) of every group with 2+ members: from tags, HA rules, then pools."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for g in range(c.n_guests):
         for tag in c.guest_tags[g]:
-            if tag.startswith(AFFINITY_PREFIX):
+            if tag.startswith(prefix):
                 groups[(tag, f"tag {tag}")].append(g)
     for rule in c.ha_rules:
-        if not rule.disabled and rule.type == "resource-affinity" and rule.affinity == "positive":
-            groups[(rule.name, f"HA rule {rule.name} (resource-affinity, positive)")] = _guests_of_vmids(c, rule.vmids)
+        if not rule.disabled and rule.type == "resource-affinity" and rule.affinity == ha_affinity:
+            groups[(rule.name, f"HA rule {rule.name} (resource-affinity, {ha_affinity})")] = _guests_of_vmids(c, rule.vmids)
     for pool, spec in sorted(settings.pools.items()):
-        if spec.get("type") == "affinity":
-            groups[(f"pool:{pool}", f"pool {pool} (affinity)")] = _pool_members(c, pool)
-    return [Affinity(name=name, members=tuple(sorted(m)), source=src)
-            for (name, src), m in sorted(groups.items()) if len(set(m)) > 1]
+        if spec.get("type") == pool_type:
+            groups[(f"pool:{pool}", f"pool {pool} ({pool_type})")] = _pool_members(c, pool)
+    return [(name, src, tuple(sorted(set(m)))) for (name, src), m in sorted(groups.items()) if len(set(m)) > 1]
+
+
+def _affinities(c: Cluster, settings: Settings) -> list[Affinity]:
+    return [Affinity(name=name, members=members, source=src)
+            for name, src, members in _groups(c, settings, AFFINITY_PREFIX, "positive", "affinity")]
 
 
 def _anti_affinities(c: Cluster, settings: Settings) -> list[AntiAffinity]:
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for g in range(c.n_guests):
-        for tag in c.guest_tags[g]:
-            if tag.startswith(ANTI_AFFINITY_PREFIX):
-                groups[(tag, f"tag {tag}")].append(g)
-    for rule in c.ha_rules:
-        if not rule.disabled and rule.type == "resource-affinity" and rule.affinity == "negative":
-            groups[(rule.name, f"HA rule {rule.name} (resource-affinity, negative)")] = _guests_of_vmids(c, rule.vmids)
-    for pool, spec in sorted(settings.pools.items()):
-        if spec.get("type") == "anti-affinity":
-            groups[(f"pool:{pool}", f"pool {pool} (anti-affinity)")] = _pool_members(c, pool)
-    return [AntiAffinity(name=name, members=tuple(sorted(set(m))), source=src)
-            for (name, src), m in sorted(groups.items()) if len(set(m)) > 1]
+    return [AntiAffinity(name=name, members=members, source=src)
+            for name, src, members in _groups(c, settings, ANTI_AFFINITY_PREFIX, "negative", "anti-affinity")]
 
 
 def _allowed(c: Cluster, eligible: np.ndarray, movable: np.ndarray, pins: list[Pin]) -> np.ndarray:
