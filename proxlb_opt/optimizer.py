@@ -32,6 +32,8 @@ from proxlb_opt.search import budget_bound, large_neighbourhood_search, repair_a
 FULL_MODEL_MAX_VARS = 6000
 #: Share of the time limit the descent may use for the first incumbent.
 DESCENT_SHARE = 0.15
+#: Share of the time limit left for sequencing and replay after the placement search.
+SEQUENCING_SHARE = 0.08
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ def variable_count(rules: RuleSet, restrict_to: np.ndarray | None = None) -> int
 def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: Settings,
                        restrict_to: np.ndarray | None = None) -> Outcome:
     start = time.perf_counter()
-    deadline = start + settings.time_limit
+    # The time limit covers the whole plan: keep a share for diffing, sequencing and replay.
+    deadline = start + (1.0 - SEQUENCING_SHARE) * settings.time_limit
     budget = settings.max_migrations
     valid = lambda p: not check.violations(cluster, rules, loads, p, budget) and (  # noqa: E731
         restrict_to is None or bool(restrict_to[np.arange(cluster.n_guests), p].all()))
