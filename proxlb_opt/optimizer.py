@@ -26,7 +26,7 @@ from proxlb_opt.errors import InternalError, SolveTimeoutError
 from proxlb_opt.greedy import greedy_placement
 from proxlb_opt.planner import SPREAD_TOLERANCE
 from proxlb_opt.rules import RuleSet
-from proxlb_opt.search import budget_bound, large_neighbourhood_search, repair_and_descend, score
+from proxlb_opt.search import budget_bounds, large_neighbourhood_search, repair_and_descend, score
 
 #: Above this many placement variables the whole model is not solved at once: LNS takes over.
 FULL_MODEL_MAX_VARS = 6000
@@ -71,12 +71,14 @@ def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, setti
     solver = SolverSettings(time_limit=settings.time_limit, workers=settings.workers, seed=settings.seed,
                             max_migrations=budget)
     notes: list[str] = []
-    relaxation = budget_bound(cluster, rules, loads, budget)
+    floors = budget_bounds(cluster, rules, loads, budget)
+    relaxation = sum(w * floors[r] for r, w in zip(loads.resources, loads.weights)) / sum(loads.weights)
 
     if restrict_to is not None or best is None or variable_count(rules, restrict_to) <= FULL_MODEL_MAX_VARS:
         remaining = max(0.5, deadline - time.perf_counter())
         result = solve_placement(cluster, rules, loads, solver, hint=best if best is not None else cluster.guest_node,
-                                 restrict_to=restrict_to, time_limit=remaining)
+                                 restrict_to=restrict_to, time_limit=remaining,
+                                 spread_floor=floors if restrict_to is None else None)
         if result.infeasible:
             raise infeasible_error(cluster, rules, loads, budget)
         bound = max(result.bound_spread, relaxation)

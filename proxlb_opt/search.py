@@ -328,34 +328,72 @@ def _neighbourhood(cluster: Cluster, rules: RuleSet, placement: np.ndarray, node
 
 def budget_bound(cluster: Cluster, rules: RuleSet, loads: LoadModel, budget: int | None) -> float:
     """A lower bound on the weighted spread reachable with `budget` optional moves (0 when unlimited)."""
-    if budget is None:
-        return 0.0
+    per = budget_bounds(cluster, rules, loads, budget)
+    return sum(w * per[r] for r, w in zip(loads.resources, loads.weights)) / sum(loads.weights)
+
+
+def budget_bounds(cluster: Cluster, rules: RuleSet, loads: LoadModel, budget: int | None) -> dict[str, float]:
+    """Per balanced resource, a spread no plan with `budget` optional moves can beat (percentage points).
+
+    A relaxation ("band" bound): for the final spread to be S, all eligible nodes must fit in some band
+    [lo, lo + S]. A node above the band needs at least k outgoing moves, k being how many of its
+    largest optional guests it must shed (after its budget-free guests, which leave for free); a node
+    below needs at least k incoming moves of the largest optional guests allowed there. Every move
+    has one source and one target, so both the outgoing and the incoming counts must fit the budget.
+    The smallest S for which some band passes is the bound (band starts on a grid, each cell tested
+    optimistically, so the bound stays valid).
+    """
+    if budget is None or np.flatnonzero(rules.eligible).size < 2:
+        return {r: 0.0 for r in loads.resources}
+    return {r: _band_bound(cluster, rules, loads, loads.resource_index(r), budget) for r in loads.resources}
+
+
+def _band_bound(cluster: Cluster, rules: RuleSet, loads: LoadModel, r: int, budget: int) -> float:
     eligible = np.flatnonzero(rules.eligible)
-    if len(eligible) < 2:
-        return 0.0
     current = np.asarray(cluster.guest_node)
-    total = 0.0
-    for resource, weight in zip(loads.resources, loads.weights):
-        r = loads.resource_index(resource)
-        load = check.node_loads(cluster, loads, current)[:, r].astype(float)
-        cap = loads.capacity[:, r].astype(float)
-        demand = loads.demand[:, r].astype(float)
-        optional = rules.movable & ~rules.budget_free
-        free = rules.movable & rules.budget_free
-        highest_floor = max((load[n] - _shed(demand, current == n, optional, free, budget)) / cap[n]
-                            for n in eligible)
-        lowest_ceiling = min((load[n] + _gain(demand, rules.allowed[:, n] & (current != n), optional, free, budget))
-                             / cap[n] for n in eligible)
-        total += weight * max(0.0, 100.0 * (highest_floor - lowest_ceiling))
-    return total / sum(loads.weights)
+    load = check.node_loads(cluster, loads, current)[:, r].astype(float)
+    cap = loads.capacity[:, r].astype(float)
+    demand = loads.demand[:, r].astype(float)
+    optional = rules.movable & ~rules.budget_free
+    free = rules.movable & rules.budget_free
+    out_prefix, in_prefix, out_free, in_free = [], [], [], []
+    for n in eligible:
+        here = current == n
+        out_prefix.append(np.concatenate([[0.0], np.cumsum(np.sort(demand[here & optional])[::-1])]))
+        out_free.append(float(demand[here & free].sum()))
+        may_come = rules.allowed[:, n] & ~here
+        in_prefix.append(np.concatenate([[0.0], np.cumsum(np.sort(demand[may_come & optional])[::-1])]))
+        in_free.append(float(demand[may_come & free].sum()))
+    pct = 100.0 * load[eligible] / cap[eligible]
+    lo_grid = np.linspace(pct.min(), pct.max(), 401)
+    step = lo_grid[1] - lo_grid[0]
+    unreachable = budget + 1
 
+    def moves_needed(prefix: list[np.ndarray], amount: np.ndarray) -> np.ndarray:
+        """int[grid]: Σ over nodes of the fewest largest guests whose sum covers amount[grid, node]."""
+        total = np.zeros(amount.shape[0], dtype=np.int64)
+        for i in range(amount.shape[1]):
+            k = np.searchsorted(prefix[i], amount[:, i] - 1e-9)
+            k = np.where(amount[:, i] <= 1e-9, 0, k)
+            total += np.where(k >= len(prefix[i]), unreachable, k)
+        return total
 
-def _shed(demand: np.ndarray, on_node: np.ndarray, optional: np.ndarray, free: np.ndarray, budget: int) -> float:
-    """Most load a node can lose: all its budget-free guests and its `budget` largest optional ones."""
-    largest = np.sort(demand[on_node & optional])[::-1][:budget]
-    return float(demand[on_node & free].sum() + largest.sum())
+    gain_needed = np.maximum(0.0, lo_grid[:, None] * cap[eligible] / 100.0 - load[eligible] - np.array(in_free))
+    ins = moves_needed(in_prefix, gain_needed)
 
+    def feasible(spread: float) -> bool:
+        hi = lo_grid + step + spread  # optimistic for every band start within [lo, lo + step]
+        shed = np.maximum(0.0, load[eligible] - np.array(out_free) - hi[:, None] * cap[eligible] / 100.0)
+        outs = moves_needed(out_prefix, shed)
+        return bool(np.any((outs <= budget) & (ins <= budget)))
 
-def _gain(demand: np.ndarray, may_come: np.ndarray, optional: np.ndarray, free: np.ndarray, budget: int) -> float:
-    largest = np.sort(demand[may_come & optional])[::-1][:budget]
-    return float(demand[may_come & free].sum() + largest.sum())
+    low, high = 0.0, float(pct.max() - pct.min())
+    if feasible(0.0):
+        return 0.0
+    for _ in range(18):  # bisection to ~high / 2^18
+        middle = (low + high) / 2
+        if feasible(middle):
+            high = middle
+        else:
+            low = middle
+    return low

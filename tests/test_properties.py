@@ -49,3 +49,19 @@ def test_cpsat_never_worse_than_greedy_at_equal_budget(data, budget):
     if check.violations(cluster, rules, loads, greedy, budget):
         return  # greedy broke a rule: no valid comparison (the checker reports it)
     assert result.spread_after <= check.spread(cluster, loads, rules, greedy) + 1e-6
+
+
+@PROPERTY_SETTINGS
+@given(data=cluster_dicts(max_nodes=4, max_guests=10), budget=st.sampled_from([0, 1, 2, 3]))
+def test_budget_bound_never_exceeds_the_optimum(data, budget):
+    """The band relaxation is a lower bound: CP-SAT's proven optimum (tiny instances) never beats it."""
+    from proxlb_opt.search import budget_bound
+
+    c = build(data)
+    s = fast(max_migrations=budget, time_limit=5.0, balanciness=0.0)
+    try:
+        cluster, rules, loads = prepare(c, s)
+        result = make_plan(c, s)
+    except (InfeasibleError, UnsafePlanError):
+        return
+    assert budget_bound(cluster, rules, loads, budget) <= result.spread_after + 1e-6

@@ -25,6 +25,7 @@ class BuildOptions:
     explain: bool = False
     hint: np.ndarray | None = None  # int[g] placement to start from
     restrict_to: np.ndarray | None = None  # bool[g, n]: further restriction of the domain (large-neighbourhood search)
+    spread_floor: dict[str, float] | None = None  # proven lower bounds per resource (pp): a valid cut
 
 
 @dataclass

@@ -56,10 +56,10 @@ def make_solver(settings: SolverSettings, time_limit: float | None = None) -> cp
 
 def solve_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: SolverSettings,
                     hint: np.ndarray | None = None, restrict_to: np.ndarray | None = None,
-                    time_limit: float | None = None) -> SolveResult:
+                    time_limit: float | None = None, spread_floor: dict[str, float] | None = None) -> SolveResult:
     start = time.perf_counter()
     built = build(cluster, rules, loads, BuildOptions(max_migrations=settings.max_migrations, hint=hint,
-                                                      restrict_to=restrict_to))
+                                                      restrict_to=restrict_to, spread_floor=spread_floor))
     solver = make_solver(settings, time_limit)
     status = solver.Solve(built.model)
     seconds = time.perf_counter() - start

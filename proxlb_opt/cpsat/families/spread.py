@@ -1,7 +1,8 @@
 """Spread: per balanced resource, hi ≥ every eligible node's percent ≥ lo; minimize Σ weight · (hi − lo).
 
 Percent is in hundredths of a percentage point and never divided inside the model:
-P · load[n] ≤ capacity[n] · hi is linear because capacity is a constant.
+P · load[n] ≤ capacity[n] · hi is linear because capacity is a constant. A proven lower bound on a
+resource's spread (the budget relaxation) may be added as the cut hi − lo ≥ bound.
 """
 
 from __future__ import annotations
@@ -31,5 +32,9 @@ def encode(ctx) -> Terms:
                                                         for g, var in ctx.vars_on_node[n] if demand[g])
             ctx.model.Add(load <= int(cap[n]) * hi)
             ctx.model.Add(load >= int(cap[n]) * lo)
+        floor = (ctx.options.spread_floor or {}).get(resource, 0.0)
+        if floor > 0:
+            # A proven relaxation bound (search.budget_bounds) as a cut: the solver's bound starts there.
+            ctx.model.Add(hi - lo >= int(floor * PERCENT_SCALE / 100))
         terms.primary.append(weight * (hi - lo))
     return terms
