@@ -169,3 +169,23 @@ def test_service_once_plans_and_applies(tmp_path):
         after = sim.state.placement()
         assert moved and sum(before[v] != after[v] for v in after) == len(moved)
         assert sorted(after) == sorted(before)
+
+
+def test_snapshot_and_anonymize(tmp_path):
+    seed = rebalance_cluster()
+    with SimulatorServer(seed, time_scale=FAST) as sim:
+        config = write_config(tmp_path / "proxlb.yaml", sim)
+        plain = cli("snapshot", "--config", config, "-o", tmp_path / "cluster.yaml")
+        assert plain.returncode == 0, plain.stderr
+        anon = cli("snapshot", "--config", config, "-o", tmp_path / "anon.json", "--anonymize")
+        assert anon.returncode == 0, anon.stderr
+    snap = load_model(tmp_path / "cluster.yaml")
+    assert snap.node_names == seed.node_names and sorted(snap.guest_names) == sorted(seed.guest_names)
+    hidden = load_model(tmp_path / "anon.json")
+    text = (tmp_path / "anon.json").read_text()
+    assert "web01" not in text and "pve1" not in text and sim.password not in text
+    assert hidden.node_names == ("node1", "node2", "node3")
+    assert any(t.startswith("plb_anti_affinity_") for tags in hidden.guest_tags for t in tags)
+    assert "plb_pin_node1" in {t for tags in hidden.guest_tags for t in tags}
+    offline = cli("plan", "--model", tmp_path / "anon.json", "--json", "--workers", "1")
+    assert offline.returncode == 0 and json.loads(offline.stdout)["migrations"]
