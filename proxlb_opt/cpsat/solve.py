@@ -40,8 +40,13 @@ class SolveResult:
     infeasible: bool = False
 
 
+#: CP-SAT's portfolio needs several differently configured workers to shine; on 2 cores 8 time-shared
+#: workers still found better plans than 2 (8×80 at a 13-move budget: 1.37 vs 3.95 pp in 10 s).
+DEFAULT_WORKERS = 8
+
+
 def worker_count(requested: int) -> int:
-    return requested if requested > 0 else max(2, min(8, os.cpu_count() or 2))
+    return requested if requested > 0 else max(DEFAULT_WORKERS, min(16, os.cpu_count() or 1))
 
 
 def make_solver(settings: SolverSettings, time_limit: float | None = None) -> cp_model.CpSolver:
