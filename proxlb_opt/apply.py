@@ -20,7 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from proxlb_opt import check
-from proxlb_opt.adapters.proxmox import ApiCallError, ProxmoxClient, collect_model, guest_tasks, start_migration, task_status
+from proxlb_opt.adapters.proxmox import (ApiCallError, ProxmoxClient, collect_model, guest_tasks, pve_version,
+                                         start_migration, task_status)
 from proxlb_opt.cluster import Cluster, cluster_from_dict, without_nodes
 from proxlb_opt.config import Settings
 from proxlb_opt.errors import CollectionError, InputError
@@ -155,6 +156,7 @@ class Executor:
     emit: Callable[[dict[str, Any]], None] = lambda event: None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    _is_pve9: bool | None = None
 
     def run(self, steps: list[PlannedStep]) -> ApplyReport:
         live = LiveState(self.client, self.settings)
@@ -200,11 +202,10 @@ class Executor:
         self.emit({"event": "start", **result.as_dict()})
 
     def _pve9(self) -> bool:
-        from proxlb_opt.adapters.proxmox import pve_version
-
-        if not hasattr(self, "_is_pve9"):
-            version = pve_version(self.client)
-            self._is_pve9 = version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 9
+        """with-conntrack-state exists from PVE 9 on; asked once per run."""
+        if self._is_pve9 is None:
+            major = pve_version(self.client).split(".")[0]
+            self._is_pve9 = major.isdigit() and int(major) >= 9
         return self._is_pve9
 
     def _wait(self, running: list[StepResult]) -> None:

@@ -32,11 +32,10 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 
 def step_dict(result: PlanResult, step: Step) -> dict[str, Any]:
+    from proxlb_opt.planner import time_model
+
     c = result.cluster
     g = step.guest
-    tm_downtime = 0.0
-    if c.guest_running[g] and c.guest_is_ct[g]:
-        tm_downtime = step.seconds
     return {
         "vmid": int(c.guest_vmid[g]),
         "name": c.guest_names[g],
@@ -49,7 +48,7 @@ def step_dict(result: PlanResult, step: Step) -> dict[str, Any]:
         "start_s": _r(step.start_s, 1),
         "end_s": _r(step.end_s, 1),
         "seconds": _r(step.seconds, 1),
-        "downtime_s": _r(tm_downtime, 1),
+        "downtime_s": _r(time_model(result.settings).downtime(c, g), 1),
         "via": c.node_names[step.via] if step.via is not None else None,
         "hop": step.hop,
         "memory_mib": int(c.guest_mem_used_mib[g]) if c.guest_running[g] else 0,

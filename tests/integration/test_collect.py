@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from proxlb_opt.adapters.proxmox import ProxmoxClient, collect_cluster, collect_with_stats
-from proxlb_opt.cluster import Cluster, cluster_from_dict
+from proxlb_opt.cluster import Cluster, cluster_from_dict, cluster_to_dict
 from proxlb_opt.errors import CollectionError
 from proxlb_opt.simulator import Faults, SimulatorServer
 from tests.integration.conftest import FAST, api_section, rebalance_cluster, settings_for
@@ -35,7 +35,7 @@ def test_collects_what_the_model_says(sim):
 
 def test_token_auth_and_maintenance_from_ha_status():
     seed = rebalance_cluster()
-    data = __import__("proxlb_opt.cluster", fromlist=["cluster_to_dict"]).cluster_to_dict(seed)
+    data = cluster_to_dict(seed)
     data["nodes"][2]["maintenance"] = True
     with SimulatorServer(cluster_from_dict(data), time_scale=FAST) as server:
         live = collect_cluster(settings_for(server, token=True).api)
