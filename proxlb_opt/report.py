@@ -175,7 +175,9 @@ def summary_text(result: PlanResult) -> Text:
         f"spread {d['spread_before']:.2f} → {d['spread_after']:.2f} pp (balanciness {d['balanciness']:g} pp)",
     ]
     if d["bound"] is not None and d["status"] != "balanced":
-        lines.append(f"lower bound {d['bound']:.2f} pp, gap {d['gap']:.2f} pp")
+        proven = d["status"] == "feasible" and d["gap"] is not None and d["gap"] <= 0.005
+        lines.append(f"lower bound {d['bound']:.2f} pp, gap {d['gap']:.2f} pp"
+                     + (" (the spread is proven optimal; the migration cost is not proven minimal)" if proven else ""))
     if d["greedy_spread"] is not None:
         lines.append(f"greedy (ProxLB-style) at the same budget would reach {d['greedy_spread']:.2f} pp")
     if d["status"] != "balanced":
