@@ -1,0 +1,1 @@
+"""Scripts that run inside the competitor venv (benchmarks/.proxlb-venv), never imported by proxlb-opt."""
