@@ -268,10 +268,12 @@ def large_neighbourhood_search(cluster: Cluster, rules: RuleSet, loads: LoadMode
     eligible = np.flatnonzero(rules.eligible)
     width = max(1, min(max_width, len(eligible) // 4))
     start, iterations, improvements = time.perf_counter(), 0, 0
+    columns = [loads.resource_index(r) for r in loads.resources]
+    size = (loads.demand[:, columns] / np.maximum(1, loads.capacity[:, columns].mean(axis=0))).sum(axis=1)
     while time.perf_counter() < deadline - 0.2 and len(eligible) >= 2:
         iterations += 1
         nodes = _pick_nodes(cluster, rules, loads, best, eligible, width, rng)
-        restrict = _neighbourhood(cluster, rules, best, nodes, max_free_guests, rng)
+        restrict = _neighbourhood(cluster, rules, best, nodes, max_free_guests, rng, size)
         remaining = deadline - time.perf_counter()
         result = solve_placement(cluster, rules, loads, solver, hint=best, restrict_to=restrict,
                                  time_limit=min(max(0.3, remaining), sub_seconds))
@@ -302,7 +304,7 @@ def _pick_nodes(cluster: Cluster, rules: RuleSet, loads: LoadModel, placement: n
 
 
 def _neighbourhood(cluster: Cluster, rules: RuleSet, placement: np.ndarray, nodes: np.ndarray, max_free: int,
-                   rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator, demand_size: np.ndarray | None = None) -> np.ndarray:
     """bool[g, n]: free guests on `nodes` may go to any of `nodes` or back home; all others stay."""
     g_all = np.arange(cluster.n_guests)
     restrict = np.zeros((cluster.n_guests, cluster.n_nodes), dtype=bool)
@@ -311,7 +313,15 @@ def _neighbourhood(cluster: Cluster, rules: RuleSet, placement: np.ndarray, node
     on_selected = (np.isin(placement, nodes) | np.isin(cluster.guest_node, nodes)) & rules.movable
     free = np.flatnonzero(on_selected)
     if free.size > max_free:
-        free = np.sort(rng.choice(free, size=max_free, replace=False))
+        # Keep the guests that matter: those already moved (they hold the budget) and the largest ones;
+        # fill the rest at random so that repeated neighbourhoods differ.
+        moved = free[placement[free] != cluster.guest_node[free]]
+        size = demand_size[free] if demand_size is not None else np.zeros(free.size)
+        largest = free[np.argsort(-size, kind="stable")][: max_free // 2]
+        keep = np.union1d(moved, largest)[:max_free]
+        rest = np.setdiff1d(free, keep)
+        extra = rng.choice(rest, size=min(rest.size, max(0, max_free - keep.size)), replace=False) if rest.size else []
+        free = np.sort(np.union1d(keep, extra)).astype(np.int64)
     node_mask = np.zeros(cluster.n_nodes, dtype=bool)
     node_mask[nodes] = True
     for group in rules.affinities:  # a group moves as a whole or not at all
