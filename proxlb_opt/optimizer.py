@@ -35,7 +35,7 @@ DESCENT_SHARE = 0.15
 #: Share of the time limit left for sequencing and replay after the placement search.
 SEQUENCING_SHARE = 0.08
 #: Share of the search time the whole model gets before neighbourhood search takes over (unless proven).
-EXACT_SHARE = 0.6
+EXACT_SHARE = 0.85
 
 
 @dataclass(frozen=True)
