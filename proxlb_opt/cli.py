@@ -77,6 +77,19 @@ def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+def _json_line(event: dict) -> None:
+    """One JSON object per line, flushed at once (apply and service events for automation)."""
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _live_settings(config: Path, command: str) -> Settings:
+    settings = _settings(config)
+    if settings.api is None:
+        raise InputError(f"{config}: {command} needs a proxmox_api section")
+    return settings
+
+
 def _warn(lines) -> None:
     for line in lines:
         log.warning(line)
@@ -345,9 +358,7 @@ def snapshot(
     from proxlb_opt.cluster import anonymized, save_model
 
     _setup_logging(verbose)
-    settings = _settings(config)
-    if settings.api is None:
-        raise InputError(f"{config}: snapshot needs a proxmox_api section")
+    settings = _live_settings(config, "snapshot")
     cluster = _load_cluster(None, settings)
     if anonymize:
         cluster = anonymized(cluster)
@@ -375,9 +386,7 @@ def apply(
     from proxlb_opt.errors import ApplyError
 
     _setup_logging(verbose)
-    settings = _settings(config)
-    if settings.api is None:
-        raise InputError(f"{config}: apply needs a proxmox_api section")
+    settings = _live_settings(config, "apply")
     plan_data = _read_plan(plan_file) if plan_file else _plan_live(settings, as_json)
     steps = steps_from_plan(plan_data, str(plan_file or "plan"))
     if not steps:
@@ -390,7 +399,7 @@ def apply(
     report = executor.run(steps)
     summary = report.summary()
     if as_json:
-        sys.stdout.write(json.dumps({"event": "summary", **summary}) + "\n")
+        _json_line({"event": "summary", **summary})
     else:
         _stdout().print(f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}")
     if not report.ok:
@@ -421,7 +430,7 @@ def _plan_live(settings: Settings, as_json: bool) -> dict:
 
 def _report_nothing(as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps({"event": "summary", "done": 0, "skipped": 0, "failed": 0, "steps": []}) + "\n")
+        _json_line({"event": "summary", "done": 0, "skipped": 0, "failed": 0, "steps": []})
     else:
         _stdout().print("nothing to do")
 
@@ -436,7 +445,7 @@ def _confirm(count: int) -> None:
 def _event_printer(as_json: bool, total: int):
     """Where apply events go: JSON lines, a progress bar on a terminal, or plain lines (logs, cron)."""
     if as_json:
-        return lambda event: sys.stdout.write(json.dumps(event) + "\n") or sys.stdout.flush()
+        return _json_line
     console = Console(stderr=True, highlight=False)
     progress = None
     if console.is_terminal:
@@ -478,9 +487,8 @@ def service(
     from proxlb_opt.service import run_service
 
     _setup_logging(verbose)
-    emit = (lambda event: sys.stdout.write(json.dumps(event) + "\n") or sys.stdout.flush()) if as_json else \
-        (lambda event: log.info("%s %s %s → %s %s", event["event"], event["vmid"], event["from"], event["to"],
-                                event.get("message", "")))
+    emit = _json_line if as_json else (lambda event: log.info("%s %s %s → %s %s", event["event"], event["vmid"],
+                                                             event["from"], event["to"], event.get("message", "")))
     outcome = run_service(config, once, dry_run, emit)
     if outcome.error is not None:
         raise outcome.error

@@ -47,7 +47,8 @@ class _State:
         self.node_mem_used = np.bincount(self.placement, self.mem_used, cluster.n_nodes) + self._mem_base()
 
     def _mem_base(self) -> np.ndarray:
-        return self.loads.hard_limits[0].base.astype(np.float64)  # "used memory" is always the first limit
+        used_memory = next(limit for limit in self.loads.hard_limits if limit.name == "used memory")
+        return used_memory.base.astype(np.float64)
 
     def percent(self) -> np.ndarray:
         pct = 100.0 * self.load[:, self.columns] / self.loads.capacity[:, self.columns]

@@ -198,7 +198,7 @@ def sequence(cluster: Cluster, rules: RuleSet, loads: LoadModel, steps: list[Ste
                                       + "; ".join(_blockers(cluster, state, pending)[:4]),
                                       blockers=tuple(_blockers(cluster, state, pending)),
                                       guests=_blocked_guests(state, pending))
-            pending, parked = _park_one(cluster, rules, state, pending, limits, time_model)
+            pending, parked = _park_one(cluster, rules, state, pending)
             chosen = [parked]
         length = max(s.seconds for s in chosen)
         for s in chosen:
@@ -287,8 +287,7 @@ def _fill_wave(state: _Occupancy, pending: list[Step], limits: Limits) -> list[S
     return chosen
 
 
-def _park_one(cluster: Cluster, rules: RuleSet, state: _Occupancy, pending: list[Step], limits: Limits,
-              time_model: TimeModel) -> tuple[list[Step], Step]:
+def _park_one(cluster: Cluster, rules: RuleSet, state: _Occupancy, pending: list[Step]) -> tuple[list[Step], Step]:
     """Split one blocked step s→t into s→p now and p→t later; UnsafePlanError when no p has room."""
     empty = np.zeros_like(state.load)
     for s in sorted(pending, key=lambda x: x.hop):  # park a guest that has not been parked yet, first

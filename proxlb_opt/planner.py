@@ -8,7 +8,7 @@ and `apply` executes. Every placement it returns has passed `check.violations`, 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -175,8 +175,6 @@ def _result(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadMod
 
 
 def _unsequenced(steps, placement: np.ndarray) -> Plan:
-    from dataclasses import replace
-
     clock, out = 0.0, []
     for i, s in enumerate(steps):
         out.append(replace(s, wave=i, start_s=clock, end_s=clock + s.seconds))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -222,10 +221,6 @@ def best_node_table(ranking: list[dict[str, Any]]) -> Table:
                       "" if r["spread_after"] is None else f"{r['spread_after']:.2f} pp",
                       "" if r["percent_after"] is None else f"{r['percent_after']:.1f} %", r["reason"] or "")
     return table
-
-
-def as_float_list(values: np.ndarray) -> list[float]:
-    return [float(v) for v in values]
 
 
 def pareto_dict(cluster_name: str, points) -> dict[str, Any]:
