@@ -248,6 +248,8 @@ def _worker(job_path: str) -> int:
                "limits": {"parallel": lim.parallel, "incoming_per_node": lim.incoming_per_node,
                           "outgoing_per_node": lim.outgoing_per_node},
                "info": {"status": result.status, "bound": result.bound, "gap": result.gap,
+                        "cost_proven": result.cost_proven,
+                        "optimality_tolerance": result.settings.optimality_tolerance,
                         "reported_spread": result.spread_after, "budget": job["max_migrations"],
                         "solve_seconds": result.solve_seconds, "sequence_seconds": result.sequence_seconds,
                         "mandatory_moves": result.mandatory_moves, "steps": len(result.plan.steps),

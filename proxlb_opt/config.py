@@ -26,6 +26,9 @@ ALGORITHMS = ("cpsat", "greedy")
 
 DEFAULT_MAX_MIGRATIONS = 25
 DEFAULT_TIME_LIMIT = 10.0
+#: Percentage points: a spread proven within this of the best possible is reported as optimal, as a MIP
+#: solver reports a solution within its gap tolerance. Far below how much sampled memory use moves.
+DEFAULT_OPTIMALITY_TOLERANCE = 0.05
 
 
 def closest_key(key: str, known: Iterable[str]) -> str | None:
@@ -95,6 +98,7 @@ class Settings:
     weights: Mapping[str, int] = field(default_factory=lambda: {"memory": 1, "cpu": 1, "disk": 1})
     workers: int = 0  # 0: as many as the machine has cores, at least 2
     seed: int = 7
+    optimality_tolerance: float = DEFAULT_OPTIMALITY_TOLERANCE  # pp: a spread proven this close counts as optimal
     migration_bandwidth_mib_s: float = 1024.0
     dirty_rate_factor: float = 1.2
     max_incoming_per_node: int = 1
@@ -205,8 +209,8 @@ SERVICE_KEYS: dict[str, Callable] = {
 OPTIMIZER_KEYS: dict[str, Callable] = {
     "algorithm": _choice(ALGORITHMS), "max_migrations": _anything, "time_limit": _number(0.1),
     "weights": _mapping, "workers": _number(0, True), "seed": _number(0, True),
-    "migration_bandwidth": _anything, "dirty_rate_factor": _number(1.0), "max_incoming_per_node": _number(1, True),
-    "max_outgoing_per_node": _number(1, True), "poll_interval": _number(0.01), "read_guest_configs": _bool,
+    "optimality_tolerance": _number(0), "migration_bandwidth": _anything, "dirty_rate_factor": _number(1.0),
+    "max_incoming_per_node": _number(1, True), "max_outgoing_per_node": _number(1, True), "poll_interval": _number(0.01), "read_guest_configs": _bool,
 }
 SECTIONS: dict[str, dict[str, Callable] | None] = {
     "proxmox_api": API_KEYS, "proxmox_cluster": CLUSTER_KEYS, "balancing": BALANCING_KEYS,
@@ -353,8 +357,8 @@ def _service_values(section: Mapping, source: str) -> dict[str, Any]:
 
 def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in ("algorithm", "time_limit", "workers", "seed", "dirty_rate_factor", "max_incoming_per_node",
-                "max_outgoing_per_node", "poll_interval", "read_guest_configs"):
+    for key in ("algorithm", "time_limit", "workers", "seed", "optimality_tolerance", "dirty_rate_factor",
+                "max_incoming_per_node", "max_outgoing_per_node", "poll_interval", "read_guest_configs"):
         if section.get(key) is not None:
             out[key] = section[key]
     if "max_migrations" in section:

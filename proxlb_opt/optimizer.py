@@ -21,7 +21,7 @@ from proxlb_opt.check import LoadModel
 from proxlb_opt.cluster import Cluster
 from proxlb_opt.config import Settings
 from proxlb_opt.cpsat.explain import infeasible_error
-from proxlb_opt.cpsat.solve import SolverSettings, solve_placement
+from proxlb_opt.cpsat.solve import SolverSettings, solve_lexicographic
 from proxlb_opt.errors import InternalError, SolveTimeoutError
 from proxlb_opt.greedy import greedy_placement
 from proxlb_opt.planner import SPREAD_TOLERANCE
@@ -45,6 +45,7 @@ class Outcome:
     bound: float | None
     greedy_spread: float | None
     notes: tuple[str, ...] = ()
+    cost_proven: bool = False  # with status optimal: the migration cost is proven minimal too
 
 
 def variable_count(rules: RuleSet, restrict_to: np.ndarray | None = None) -> int:
@@ -79,9 +80,11 @@ def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, setti
     if restrict_to is not None or best is None or variable_count(rules, restrict_to) <= FULL_MODEL_MAX_VARS:
         remaining = max(0.5, deadline - time.perf_counter())
         whole_share = 1.0 if restrict_to is not None else EXACT_SHARE
-        result = solve_placement(cluster, rules, loads, solver, hint=best if best is not None else cluster.guest_node,
-                                 restrict_to=restrict_to, time_limit=max(0.5, whole_share * remaining),
-                                 spread_floor=floors if restrict_to is None else None)
+        result = solve_lexicographic(cluster, rules, loads, solver,
+                                     hint=best if best is not None else cluster.guest_node,
+                                     time_limit=max(0.5, whole_share * remaining),
+                                     tolerance_pp=settings.optimality_tolerance,
+                                     spread_floor=floors if restrict_to is None else None, restrict_to=restrict_to)
         if result.infeasible:
             raise infeasible_error(cluster, rules, loads, budget)
         bound = max(result.bound_spread, relaxation)
@@ -92,7 +95,7 @@ def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, setti
             notes.append("CP-SAT found no solution in time; the best heuristic plan is used")
             return Outcome(best, "feasible", bound, greedy_spread, tuple(notes))
         _agree(cluster, rules, loads, result.placement, result.objective_spread)
-        placement, status = result.placement, result.status
+        placement, status, cost_proven = result.placement, result.status, result.cost_proven
         if status != "optimal" and restrict_to is None and deadline - time.perf_counter() > 1.0:
             # Not proven in its share of the time: neighbourhood search goes on from the best answer so far.
             start_from = min([p for p in (placement, best) if p is not None], key=lambda p: score(cluster, rules, loads, p))
@@ -104,14 +107,15 @@ def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, setti
                              f"({stats.improvements} of {stats.iterations} sub-problems)")
     else:
         placement, stats = large_neighbourhood_search(cluster, rules, loads, solver, best, deadline, seed=settings.seed)
-        status, bound = "feasible", relaxation
+        status, bound, cost_proven = "feasible", relaxation, False
         notes.append(f"large-neighbourhood search: {stats.iterations} CP-SAT sub-problems, "
                      f"{stats.improvements} improvements")
 
     if best is not None and score(cluster, rules, loads, best) < score(cluster, rules, loads, placement):
-        placement, status = best, "feasible"
+        # A better-scoring plan has no larger spread, so a spread proven within the tolerance stays proven.
+        placement, cost_proven = best, False
         notes.append("a heuristic incumbent scored better within the time limit and is used")
-    return Outcome(placement, status, bound, greedy_spread, tuple(notes))
+    return Outcome(placement, status, bound, greedy_spread, tuple(notes), cost_proven=status == "optimal" and cost_proven)
 
 
 def _agree(cluster: Cluster, rules: RuleSet, loads: LoadModel, placement: np.ndarray, solver_spread: float | None) -> None:

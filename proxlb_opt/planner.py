@@ -47,6 +47,7 @@ class PlanResult:
     violations: tuple[check.Violation, ...] = ()
     warnings: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    cost_proven: bool = False  # status optimal and the migration cost proven minimal at that spread
 
     @property
     def gap(self) -> float | None:
@@ -119,9 +120,10 @@ def _optimize(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadM
     for attempt in range(SEQUENCING_RETRIES + 1):
         outcome = optimize_placement(cluster, rules, loads, settings, restrict_to=restrict)
         try:
-            return _result(cluster, settings, rules, loads, "cpsat", outcome.status, outcome.placement,
-                           outcome.bound, start, before, greedy_spread=outcome.greedy_spread,
-                           notes=tuple(notes + list(outcome.notes)))
+            result = _result(cluster, settings, rules, loads, "cpsat", outcome.status, outcome.placement,
+                             outcome.bound, start, before, greedy_spread=outcome.greedy_spread,
+                             notes=tuple(notes + list(outcome.notes)))
+            return replace(result, cost_proven=outcome.cost_proven)
         except UnsafePlanError as unsafe:
             optional = [g for g in unsafe.guests if not rules.budget_free[g]]
             if attempt == SEQUENCING_RETRIES or not optional:

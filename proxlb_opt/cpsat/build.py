@@ -97,6 +97,7 @@ def _domain(cluster: Cluster, rules: RuleSet, options: BuildOptions) -> np.ndarr
 
 
 def build(cluster: Cluster, rules: RuleSet, loads: LoadModel, options: BuildOptions = BuildOptions()) -> Built:
+    from proxlb_opt.cpsat import dominance
     from proxlb_opt.cpsat.families import FAMILIES  # families import Context from here
 
     model = cp_model.CpModel()
@@ -109,6 +110,7 @@ def build(cluster: Cluster, rules: RuleSet, loads: LoadModel, options: BuildOpti
         terms = family.encode(ctx)
         primary += terms.primary
         secondary += terms.secondary
+    dominance.encode(ctx)
     weight = 1 + _secondary_upper_bound(ctx)
     model.Minimize(weight * sum(primary) + sum(secondary))
     if options.hint is not None:

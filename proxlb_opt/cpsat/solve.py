@@ -1,7 +1,9 @@
 """The one place that maps CP-SAT's status to results or errors.
 
 `solve_placement` builds, solves and decodes; it returns a SolveResult with the placement, the
-status (optimal / feasible), the solver's bound on the spread and wall time. INFEASIBLE becomes an
+status (optimal / feasible), the solver's bound on the spread and wall time. `solve_lexicographic`
+solves the same model in two phases (the spread, then the migration cost at that spread), which
+proves optimality far sooner than one weighted objective. INFEASIBLE becomes an
 InfeasibleError naming the rules in conflict (explain.py); no solution in time becomes None so the
 caller can fall back to a valid incumbent.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -38,6 +40,7 @@ class SolveResult:
     bound_spread: float  # lower bound on the weighted spread, percentage points
     seconds: float
     infeasible: bool = False
+    cost_proven: bool = False  # the migration cost is proven minimal for the spread found
 
 
 #: CP-SAT's portfolio needs several differently configured workers to shine; on 2 cores 8 time-shared
@@ -71,16 +74,57 @@ def solve_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings
     return _result(built, solver, status, seconds, loads)
 
 
+def solve_lexicographic(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: SolverSettings,
+                        hint: np.ndarray | None, time_limit: float, tolerance_pp: float,
+                        spread_floor: dict[str, float] | None = None,
+                        restrict_to: np.ndarray | None = None) -> SolveResult:
+    """Phase 1 minimizes the spread alone and stops once it is proven within `tolerance_pp`; phase 2
+    keeps the spread at most what phase 1 found and minimizes the migration cost (and soft preferences).
+
+    One weighted objective (weight · spread + cost) makes the solver prove both at once and was 2–3×
+    slower to prove the spread (8×80 at a 14-move budget: 28 vs 9 s on 2 workers, 56 vs 25 s on 8); the phases also let a spread proven within the
+    tolerance be reported as optimal even when the cost proof runs out of time.
+    """
+    start = time.perf_counter()
+    deadline = start + time_limit
+    built = build(cluster, rules, loads, BuildOptions(max_migrations=settings.max_migrations, hint=hint,
+                                                      restrict_to=restrict_to, spread_floor=spread_floor))
+    spread = sum(built.primary_terms) if built.primary_terms else 0
+    built.model.Minimize(spread)
+    solver = make_solver(settings, time_limit)
+    solver.parameters.absolute_gap_limit = tolerance_pp * PERCENT_SCALE / 100 * sum(loads.weights)
+    status = solver.Solve(built.model)
+    first = _result(built, solver, status, time.perf_counter() - start, loads, primary_weight=1)
+    if first.placement is None or not built.secondary_terms:
+        return replace(first, cost_proven=first.placement is not None and status == cp_model.OPTIMAL)
+    remaining = deadline - time.perf_counter()
+    if remaining < 0.1:
+        return first
+    built.model.Add(spread <= int(round(solver.ObjectiveValue())))
+    built.model.Minimize(sum(built.secondary_terms))
+    built.model.ClearHints()
+    for (g, n), var in built.ctx.x.items():
+        built.model.AddHint(var, int(first.placement[g] == n))
+    second_solver = make_solver(settings, remaining)
+    second = second_solver.Solve(built.model)
+    if second not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return replace(first, seconds=time.perf_counter() - start)
+    return replace(first, placement=decode(built, second_solver), seconds=time.perf_counter() - start,
+                   cost_proven=second == cp_model.OPTIMAL)
+
+
 def _weighted_spread(value: float, loads: LoadModel) -> float:
     return value / PERCENT_SCALE * 100 / sum(loads.weights)
 
 
-def _result(built: Built, solver: cp_model.CpSolver, status: int, seconds: float, loads: LoadModel) -> SolveResult:
+def _result(built: Built, solver: cp_model.CpSolver, status: int, seconds: float, loads: LoadModel,
+            primary_weight: int | None = None) -> SolveResult:
     if status == cp_model.MODEL_INVALID:
         raise InternalError(f"CP-SAT rejected the model as invalid: {built.model.Validate()[:200]}")
     if status == cp_model.INFEASIBLE:
         return SolveResult(None, "infeasible", None, 0.0, seconds, infeasible=True)
-    bound = _weighted_spread(solver.BestObjectiveBound() // built.primary_weight, loads)
+    weight = built.primary_weight if primary_weight is None else primary_weight
+    bound = _weighted_spread(solver.BestObjectiveBound() // weight, loads)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return SolveResult(None, "unknown", None, max(0.0, bound), seconds)
     primary = sum(solver.Value(t) for t in built.primary_terms) if built.primary_terms else 0
@@ -90,4 +134,5 @@ def _result(built: Built, solver: cp_model.CpSolver, status: int, seconds: float
         objective_spread=_weighted_spread(primary, loads),
         bound_spread=max(0.0, bound),
         seconds=seconds,
+        cost_proven=status == cp_model.OPTIMAL,
     )
