@@ -8,7 +8,8 @@
   most and least loaded nodes (plus a few random ones), keeps everything else where it is, and
   lets CP-SAT re-solve that sub-problem with the incumbent as hint; better answers replace it.
 * `budget_bound`: a lower bound on the spread reachable with a migration budget (a relaxation:
-  no node can shed more than its B largest movable guests, nor take more than B guests' worth).
+  no node can shed more than its B largest movable guests, nor take more than B guests' worth, and
+  the final band holds the capacity-weighted mean because the load is conserved).
 All answers are judged by `check` like any other.
 """
 
@@ -350,12 +351,26 @@ def budget_bounds(cluster: Cluster, rules: RuleSet, loads: LoadModel, budget: in
     largest optional guests it must shed (after its budget-free guests, which leave for free); a node
     below needs at least k incoming moves of the largest optional guests allowed there. Every move
     has one source and one target, so both the outgoing and the incoming counts must fit the budget.
+    The load is conserved, so the band must also contain the nodes' capacity-weighted mean percent.
     The smallest S for which some band passes is the bound (band starts on a grid, each cell tested
     optimistically, so the bound stays valid).
     """
     if budget is None or np.flatnonzero(rules.eligible).size < 2:
         return {r: 0.0 for r in loads.resources}
     return {r: _band_bound(cluster, rules, loads, loads.resource_index(r), budget) for r in loads.resources}
+
+
+def _final_mean_percent(cluster: Cluster, rules: RuleSet, loads: LoadModel, r: int) -> float | None:
+    """The capacity-weighted mean percent of the eligible nodes after any plan, or None when it is not
+    fixed (a movable guest may end on a node outside the spread)."""
+    eligible = rules.eligible
+    current = np.asarray(cluster.guest_node)
+    if (rules.allowed[rules.movable] & ~eligible[None, :]).any():
+        return None
+    # Unmovable guests stay where they are; every movable guest ends on an eligible node.
+    ends_inside = rules.movable | eligible[current]
+    total = float(loads.base[eligible, r].sum()) + float(loads.demand[ends_inside, r].sum())
+    return 100.0 * total / float(loads.capacity[eligible, r].sum())
 
 
 def _band_bound(cluster: Cluster, rules: RuleSet, loads: LoadModel, r: int, budget: int) -> float:
@@ -390,12 +405,18 @@ def _band_bound(cluster: Cluster, rules: RuleSet, loads: LoadModel, r: int, budg
 
     gain_needed = np.maximum(0.0, lo_grid[:, None] * cap[eligible] / 100.0 - load[eligible] - np.array(in_free))
     ins = moves_needed(in_prefix, gain_needed)
+    mean = _final_mean_percent(cluster, rules, loads, r)
 
     def feasible(spread: float) -> bool:
         hi = lo_grid + step + spread  # optimistic for every band start within [lo, lo + step]
         shed = np.maximum(0.0, load[eligible] - np.array(out_free) - hi[:, None] * cap[eligible] / 100.0)
         outs = moves_needed(out_prefix, shed)
-        return bool(np.any((outs <= budget) & (ins <= budget)))
+        passes = (outs <= budget) & (ins <= budget)
+        if mean is not None:
+            # The load is conserved: the capacity-weighted mean percent lies between the least and the
+            # most loaded node, so the band must contain it.
+            passes &= (lo_grid <= mean + 1e-9) & (hi >= mean - 1e-9)
+        return bool(np.any(passes))
 
     low, high = 0.0, float(pct.max() - pct.min())
     if feasible(0.0):

@@ -62,3 +62,18 @@ def test_budget_bound_is_a_lower_bound():
         assert bound <= achieved + 1e-6
     assert budget_bound(cl, rules, loads, None) == 0.0
     assert budget_bound(cl, rules, loads, 0) > 0  # nothing may move: today's spread is the floor
+
+
+def test_budget_bound_keeps_the_band_around_the_mean():
+    # a holds one 50G guest, b and c fifty 1G guests each, d nothing (100G nodes, mean 37.5 %). With one
+    # move, d could reach 50 % by taking the big guest, and a band at 50 % would need no move from b or c;
+    # but the load is conserved, so the band must contain 37.5 % and b and c cannot both get down to it.
+    small = [guest(1000 + 100 * k + i, node_name, "1G", memory_used="1G") for k, node_name in enumerate("bc") for i in range(50)]
+    c = cluster([node(n, "100G") for n in "abcd"], [guest(1, "a", "50G", memory_used="50G"), *small])
+    s = fast(max_migrations=1, balanciness=0.0, overprovisioning=True)
+    cl, rules, loads = prepare(c, s)
+    bound = budget_bound(cl, rules, loads, 1)
+    assert bound >= 12.0
+    from proxlb_opt.planner import make_plan
+
+    assert bound <= make_plan(c, s).spread_after + 1e-6
