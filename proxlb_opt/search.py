@@ -351,7 +351,9 @@ def budget_bounds(cluster: Cluster, rules: RuleSet, loads: LoadModel, budget: in
     largest optional guests it must shed (after its budget-free guests, which leave for free); a node
     below needs at least k incoming moves of the largest optional guests allowed there. Every move
     has one source and one target, so both the outgoing and the incoming counts must fit the budget.
-    The load is conserved, so the band must also contain the nodes' capacity-weighted mean percent.
+    The load is conserved, so the band must also contain the nodes' capacity-weighted mean percent,
+    and the incoming guests of all nodes below the band are distinct: together they need at least as
+    many moves as the cluster's largest optional guests take to cover the total gain.
     The smallest S for which some band passes is the bound (band starts on a grid, each cell tested
     optimistically, so the bound stays valid).
     """
@@ -405,6 +407,9 @@ def _band_bound(cluster: Cluster, rules: RuleSet, loads: LoadModel, r: int, budg
 
     gain_needed = np.maximum(0.0, lo_grid[:, None] * cap[eligible] / 100.0 - load[eligible] - np.array(in_free))
     ins = moves_needed(in_prefix, gain_needed)
+    # Each node alone may count the cluster's largest guests; together the incoming guests are distinct.
+    largest = np.concatenate([[0.0], np.cumsum(np.sort(demand[optional])[::-1])])
+    ins = np.maximum(ins, moves_needed([largest], gain_needed.sum(axis=1, keepdims=True)))
     mean = _final_mean_percent(cluster, rules, loads, r)
 
     def feasible(spread: float) -> bool:

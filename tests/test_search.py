@@ -77,3 +77,19 @@ def test_budget_bound_keeps_the_band_around_the_mean():
     from proxlb_opt.planner import make_plan
 
     assert bound <= make_plan(c, s).spread_after + 1e-6
+
+
+def test_budget_bound_counts_incoming_guests_once():
+    # a holds a 20G guest and forty 1G guests (60 % of 100G), b and c nothing; two moves. Alone, b and c
+    # could each reach 20 % with the one 20G guest; together their incoming guests are distinct, so with
+    # two moves they gain at most 21G between them.
+    guests = [guest(1, "a", "20G", memory_used="20G")] + [guest(10 + i, "a", "1G", memory_used="1G")
+                                                         for i in range(40)]
+    c = cluster([node(n, "100G") for n in "abc"], guests)
+    s = fast(max_migrations=2, balanciness=0.0, overprovisioning=True)
+    cl, rules, loads = prepare(c, s)
+    bound = budget_bound(cl, rules, loads, 2)
+    assert bound >= 28.0
+    from proxlb_opt.planner import make_plan
+
+    assert bound <= make_plan(c, s).spread_after + 1e-6
