@@ -64,7 +64,7 @@ def test_records_have_the_judged_fields_and_consistent_figures(quick_run):
     _, doc = quick_run
     settings = Settings()
     for rec in doc["instances"]:
-        assert set(rec["runs"]) == {"greedy", "cpsat@greedy"}
+        assert set(rec["runs"]) == {"greedy", "cpsat@greedy", "cpsat-default"}
         model = generate_cluster(rec["n_nodes"], rec["n_guests"], rec["seed"], rules=rec["variant"] != "plain",
                                  maintenance=rec["variant"] == "maintenance")
         cl, rules, loads = prepare(cluster_from_dict(model), settings)
