@@ -55,10 +55,10 @@ def run_instance(n_nodes: int, n_guests: int, seed: int, time_limit: float, para
     cpsat_wall = time.perf_counter() - start
     steps = diff(cl, rules, result.placement, time_model(settings))
     start = time.perf_counter()
-    heuristic = sequence(cl, rules, loads, list(steps), limits(settings), time_model(settings))
+    heuristic = sequence(cl, rules, loads, list(steps), limits(settings))
     heuristic_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    exact = sequence(cl, rules, loads, list(steps), limits(settings), time_model(settings), exact_time_limit=2.0)
+    exact = sequence(cl, rules, loads, list(steps), limits(settings), exact_time_limit=2.0)
     exact_seconds = time.perf_counter() - start
     return {
         "instance": f"{n_nodes}x{n_guests}", "seed": seed, "budget": greedy.balancing_moves,

@@ -175,7 +175,7 @@ class _Occupancy:
 
 
 def sequence(cluster: Cluster, rules: RuleSet, loads: LoadModel, steps: list[Step], limits: Limits,
-             time_model: TimeModel, exact_time_limit: float = 0.0) -> Plan:
+             exact_time_limit: float = 0.0) -> Plan:
     """Order `steps` into capacity-safe waves.
 
     First a list-scheduling heuristic: mandatory moves first, then longest first, each wave filled

@@ -156,7 +156,7 @@ def _result(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadMod
         # A greedy plan that breaks rules is shown as it is, in its own order: it is the baseline, not ours.
         plan = _unsequenced(steps, placement)
     else:
-        plan = sequence(cluster, rules, loads, steps, limits(settings), tm,
+        plan = sequence(cluster, rules, loads, steps, limits(settings),
                         exact_time_limit=sequencing_time_limit(settings))
         check_plan(cluster, rules, loads, plan, limits(settings))
     sequence_seconds = time.perf_counter() - seq_start

@@ -24,7 +24,7 @@ def _swap_steps(c, target):
 
 def test_swap_of_full_nodes_uses_a_parking_hop():
     cl, rules, loads, steps = _swap_steps(_swap_cluster("32G"), [1, 0])
-    plan = sequence(cl, rules, loads, steps, Limits(), TM)
+    plan = sequence(cl, rules, loads, steps, Limits())
     assert plan.parking_hops == 1
     hops = [(s.guest, cl.node_names[s.source], cl.node_names[s.target], s.hop) for s in plan.steps]
     assert hops[0][1:] == ("a", "c", 1) or hops[0][1:] == ("b", "c", 1)
@@ -36,7 +36,7 @@ def test_swap_of_full_nodes_uses_a_parking_hop():
 def test_swap_without_room_is_reported_blocked_with_guests_named():
     cl, rules, loads, steps = _swap_steps(_swap_cluster("8G"), [1, 0])
     with pytest.raises(UnsafePlanError) as err:
-        sequence(cl, rules, loads, steps, Limits(), TM)
+        sequence(cl, rules, loads, steps, Limits())
     message = str(err.value)
     assert "vm:1 (g1) cannot enter b until vm:2 (g2) leaves" in message
     assert "vm:2 (g2) cannot enter a until vm:1 (g1) leaves" in message
@@ -49,7 +49,7 @@ def test_live_migration_holds_memory_on_both_nodes():
                 [guest(1, "a", "20G"), guest(2, "b", "20G"), guest(3, "c", "1G")])
     cl, rules, loads = prepare(c, fast())
     steps = diff(cl, rules, np.array([1, 2, 2]), TM)
-    plan = sequence(cl, rules, loads, steps, Limits(parallel=4, incoming_per_node=2, outgoing_per_node=2), TM)
+    plan = sequence(cl, rules, loads, steps, Limits(parallel=4, incoming_per_node=2, outgoing_per_node=2))
     wave_of = {s.guest: s.wave for s in plan.steps}
     assert wave_of[0] > wave_of[1]
 
@@ -72,7 +72,7 @@ def test_anti_affinity_partners_never_meet_mid_plan():
                  guest(3, "c", "4G")])
     cl, rules, loads = prepare(c, fast())
     steps = diff(cl, rules, np.array([1, 2, 2]), TM)
-    plan = sequence(cl, rules, loads, steps, Limits(parallel=4, incoming_per_node=4, outgoing_per_node=4), TM,
+    plan = sequence(cl, rules, loads, steps, Limits(parallel=4, incoming_per_node=4, outgoing_per_node=4),
                     exact_time_limit=1.0)
     wave_of = {s.guest: s.wave for s in plan.steps}
     assert wave_of[0] > wave_of[1]
@@ -110,7 +110,7 @@ def test_exact_waves_not_longer_than_heuristic():
     cl, rules, loads = prepare(c, s)
     result = make_plan(c, s)
     heuristic = sequence(cl, rules, loads, list(diff(cl, rules, result.placement, TM)),
-                         Limits(parallel=2, incoming_per_node=1, outgoing_per_node=2), TM)
+                         Limits(parallel=2, incoming_per_node=1, outgoing_per_node=2))
     assert result.plan.predicted_seconds <= heuristic.predicted_seconds + 1e-9
 
 

@@ -71,3 +71,15 @@ def test_idle_guest_may_move_to_free_a_hard_limit(plan):
     ])
     result = plan(c, max_migrations=2, balanciness=0.0)
     assert 1 in moved(result) and len(moved(result)) == 2 and result.spread_after < result.spread_before
+
+
+def test_cost_is_not_called_proven_when_phase_two_had_no_time():
+    from proxlb_opt.cpsat.solve import SolverSettings, solve_lexicographic
+    from tests.builders import problem
+
+    c = cluster([node("a"), node("b")], [guest(i, "a", "4G") for i in range(1, 5)])
+    rules, loads = problem(c)
+    # Under 0.1 s in all, phase 2 (the cost) never starts; phase 1 alone proves the spread.
+    result = solve_lexicographic(c, rules, loads, SolverSettings(workers=1, max_migrations=2), hint=None,
+                                 time_limit=0.09, tolerance_pp=0.0)
+    assert result.placement is not None and not result.cost_proven
