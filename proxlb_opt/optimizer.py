@@ -115,6 +115,11 @@ def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, setti
         # A better-scoring plan has no larger spread, so a spread proven within the tolerance stays proven.
         placement, cost_proven = best, False
         notes.append("a heuristic incumbent scored better within the time limit and is used")
+    found_spread = check.spread(cluster, loads, rules, placement)
+    if status != "optimal" and found_spread - bound <= settings.optimality_tolerance + 1e-9:
+        # A proven lower bound (CP-SAT's or the budget relaxation) within the tolerance of the plan found,
+        # by whichever search: that is what optimal within the tolerance means.
+        status = "optimal"
     return Outcome(placement, status, bound, greedy_spread, tuple(notes), cost_proven=status == "optimal" and cost_proven)
 
 

@@ -93,3 +93,17 @@ def test_budget_bound_counts_incoming_guests_once():
     from proxlb_opt.planner import make_plan
 
     assert bound <= make_plan(c, s).spread_after + 1e-6
+
+
+def test_neighbourhood_search_plan_within_tolerance_of_a_proven_bound_is_optimal(monkeypatch):
+    import proxlb_opt.optimizer as optimizer
+    from proxlb_opt.planner import make_plan
+
+    monkeypatch.setattr(optimizer, "FULL_MODEL_MAX_VARS", 0)  # force large-neighbourhood search
+    c = cluster([node(n, "64G") for n in "ab"], [guest(i, "a", "4G", memory_used="4G") for i in range(1, 9)])
+    loose = make_plan(c, fast(max_migrations=None, balanciness=0.0, optimality_tolerance=0.05))
+    assert loose.spread_after <= 0.05 and loose.status == "optimal" and not loose.cost_proven
+    uneven = cluster([node(n, "64G") for n in "ab"], [guest(1, "a", "5G", memory_used="5G"),
+                                                      guest(2, "a", "4G", memory_used="4G")])
+    exact = make_plan(uneven, fast(max_migrations=None, balanciness=0.0, optimality_tolerance=0.0))
+    assert exact.spread_after > 0 and exact.status == "feasible"  # no proof that 1G apart is the best
