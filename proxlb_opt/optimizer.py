@@ -26,7 +26,7 @@ from proxlb_opt.errors import InternalError, SolveTimeoutError
 from proxlb_opt.greedy import greedy_placement
 from proxlb_opt.planner import SPREAD_TOLERANCE
 from proxlb_opt.rules import RuleSet
-from proxlb_opt.search import budget_bounds, large_neighbourhood_search, repair_and_descend, score
+from proxlb_opt.search import budget_bounds, large_neighbourhood_search, repair_and_descend, score, weighted_bound
 
 #: Above this many placement variables the whole model is not solved at once: LNS takes over.
 FULL_MODEL_MAX_VARS = 6000
@@ -75,7 +75,7 @@ def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, setti
                             max_migrations=budget)
     notes: list[str] = []
     floors = budget_bounds(cluster, rules, loads, budget)
-    relaxation = sum(w * floors[r] for r, w in zip(loads.resources, loads.weights)) / sum(loads.weights)
+    relaxation = weighted_bound(loads, floors)
 
     if restrict_to is not None or best is None or variable_count(rules, restrict_to) <= FULL_MODEL_MAX_VARS:
         remaining = max(0.5, deadline - time.perf_counter())

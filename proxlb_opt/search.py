@@ -339,8 +339,12 @@ def _neighbourhood(cluster: Cluster, rules: RuleSet, placement: np.ndarray, node
 
 def budget_bound(cluster: Cluster, rules: RuleSet, loads: LoadModel, budget: int | None) -> float:
     """A lower bound on the weighted spread reachable with `budget` optional moves (0 when unlimited)."""
-    per = budget_bounds(cluster, rules, loads, budget)
-    return sum(w * per[r] for r, w in zip(loads.resources, loads.weights)) / sum(loads.weights)
+    return weighted_bound(loads, budget_bounds(cluster, rules, loads, budget))
+
+
+def weighted_bound(loads: LoadModel, per_resource: dict[str, float]) -> float:
+    """Per-resource spread bounds combined with the resource weights, like the weighted spread."""
+    return sum(w * per_resource[r] for r, w in zip(loads.resources, loads.weights)) / sum(loads.weights)
 
 
 def budget_bounds(cluster: Cluster, rules: RuleSet, loads: LoadModel, budget: int | None) -> dict[str, float]:

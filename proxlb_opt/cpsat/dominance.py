@@ -38,6 +38,7 @@ def encode(ctx) -> None:
     if ctx.options.explain:
         return
     home = np.asarray(ctx.cluster.guest_node, dtype=np.int64)
+    fixed: dict[str, np.ndarray] = {}  # per hard limit: base + the guests fixed on each node, computed once
     for g in np.flatnonzero(idle_guests(ctx.cluster, ctx.rules, ctx.loads)):
         g = int(g)
         if (g, int(home[g])) not in ctx.x:
@@ -49,13 +50,14 @@ def encode(ctx) -> None:
             continue
         full = []
         for limit in binding:
+            if limit.name not in fixed:
+                fixed[limit.name] = limit.base + ctx.fixed_load(limit.demand)
             is_full = ctx.model.NewBoolVar(f"full[{limit.name},{g}]")
-            ctx.model.Add(_limit_load(ctx, limit, int(home[g])) >= int(limit.limit[home[g]] - limit.demand[g]) + 1
-                          ).OnlyEnforceIf(is_full)
+            load = _limit_load(ctx, limit, int(home[g]), int(fixed[limit.name][home[g]]))
+            ctx.model.Add(load >= int(limit.limit[home[g]] - limit.demand[g]) + 1).OnlyEnforceIf(is_full)
             full.append(is_full)
         ctx.model.AddBoolOr([stay, *full])
 
 
-def _limit_load(ctx, limit, n: int):
-    fixed = int(limit.base[n]) + int(ctx.fixed_load(np.asarray(limit.demand))[n])
+def _limit_load(ctx, limit, n: int, fixed: int):
     return fixed + sum(int(limit.demand[h]) * var for h, var in ctx.vars_on_node[n] if limit.demand[h])

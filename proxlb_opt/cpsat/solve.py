@@ -40,7 +40,7 @@ class SolveResult:
     bound_spread: float  # lower bound on the weighted spread, percentage points
     seconds: float
     infeasible: bool = False
-    cost_proven: bool = False  # the migration cost is proven minimal for the spread found
+    cost_proven: bool = False  # solve_lexicographic: the migration cost is proven minimal for the spread found
 
 
 #: CP-SAT's portfolio needs several differently configured workers to shine; on 2 cores 8 time-shared
@@ -97,8 +97,8 @@ def solve_lexicographic(cluster: Cluster, rules: RuleSet, loads: LoadModel, sett
     status = solver.Solve(built.model)
     first = _result(built, solver, status, time.perf_counter() - start, loads, primary_weight=1)
     if first.placement is None or not built.secondary_terms:
+        # Nothing to minimize after the spread: the cost is proven whenever the spread is.
         return replace(first, cost_proven=first.placement is not None and status == cp_model.OPTIMAL)
-    first = replace(first, cost_proven=False)  # phase 1 proved nothing about the cost
     remaining = deadline - time.perf_counter()
     if remaining < 0.1:
         return first
@@ -136,5 +136,4 @@ def _result(built: Built, solver: cp_model.CpSolver, status: int, seconds: float
         objective_spread=_weighted_spread(primary, loads),
         bound_spread=max(0.0, bound),
         seconds=seconds,
-        cost_proven=status == cp_model.OPTIMAL,
     )
