@@ -33,6 +33,32 @@ How a cluster is put together, so that every rule is satisfiable by construction
 Capacity invariants of the initial placement (the planner's default hard limits): per node, assigned
 memory <= memory - 5 GiB (the host keeps ~4 GiB of overhead in memory_used), assigned vCPUs <= 2 x cores,
 local disk used <= disk.
+
+Hard shapes (`shape="hard"` or `"enterprise"`; `--shape` on the command line) start the way real clusters
+do: lopsided, over-committed and with broken rules, yet always with a valid answer.
+
+* hard: nodes in tiers of 128, 256 and 512 GiB (16 : 14 : 10 of every 40 nodes, smallest first), threads
+  proportionate to memory (one per 4 GiB, more when the guests' vCPUs need them; a newer batch per tier
+  with 1.25 x), Azure guest sizes tilted so that assigned memory is ~`fill` (0.75) of the cluster.
+* enterprise: Bitbrains VMs as they are (cores, provisioned memory, their own utilisation) on identical
+  nodes, memory in 64 GiB steps for the same fill.
+
+1. Rules as in the mild generator, plus a strict node-affinity and a positive resource-affinity HA rule;
+   ignored guests are tagged `plb_ignore_legacy`. Pinned guests are pinned to big nodes.
+2. A reference placement that breaks no rule and keeps every hard limit with overprovisioning off (the
+   invariants above), mildly uneven. Ignored guests sit on hot nodes; the guests whose pin starts broken
+   sit on the biggest hot nodes, which are their pins. `reference_cluster` returns it.
+3. The start is derived from it by moving guests. Faults: 40 % of the affinity groups split over 2-3
+   nodes, 40 % of the anti-affinity groups with members joined on one node, 40 % of the pinned guests
+   moved off their (soon full) pinned node, one guest of the strict HA node-affinity rule outside its
+   nodes, the negative HA pair joined, the positive HA pair split. Skew: a fifth of the nodes (spread over
+   the tiers in proportion, so they hold ~a fifth of the memory) are filled with free guests to 95.5-97.5 %
+   used memory (never above 98.5 %: it is physical RAM), which takes their assigned memory well above their
+   memory; a third (leaning to the big tier) is drained to 4-15 %; the others keep 30 % or more where the
+   used memory allows. Ignored, locked, template and rule guests do not move in this step.
+
+The skew fractions hold from about 20 nodes up; smaller hard instances are coarser (a hot node may stay
+just short of 95 %), but the reference and the broken rules hold at any size.
 """
 
 from __future__ import annotations
@@ -43,7 +69,7 @@ import json
 import math
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,6 +102,28 @@ IGNORE_SHARE = 0.02
 ANTI_VIOLATED_SHARE = 0.2
 TILTS = (0.0, 0.5, -0.5, 1.0, -1.0, 1.5, 2.0, 3.0, 4.0)
 
+SHAPES = ("mild", "hard", "enterprise")
+HARD_SHAPES = ("hard", "enterprise")
+HARD_TIERS_GIB = (128, 256, 512)  # node memory per tier; the oldest, smallest nodes get the lowest numbers
+HARD_TIER_SHARE = (16, 14, 10)  # nodes per tier out of 40, scaled to any node count
+GIB_PER_THREAD = 4  # at least one thread per 4 GiB of memory (512 GiB: 128 threads)
+NEWER_THREADS = 1.25  # a newer batch within a tier has this many times the threads
+HARD_VCPU_SHARE = 0.7  # all guests' vCPUs are at most this share of the cluster's vCPU limit
+HARD_TILT_RANGE = (-4.0, 8.0)  # flavour tilts searched for the hard shape's guest sizes
+REFERENCE_IMBALANCE = 0.3  # the valid reference placement is only mildly uneven
+HOT_SHARE = 0.2  # nodes filled to HOT_USED at the start
+COLD_LEAN = (1.0, 3.0, 9.0)  # weight of a node to be cold, by tier from the smallest memory up
+COLD_SHARE = 1 / 3  # nodes drained to COLD_USED at the start
+HOT_USED = (0.955, 0.975)  # used memory / memory a hot node is filled to (at least), per node
+USED_CEILING = 0.985  # no node uses more of its memory at the start: it is physical RAM
+WARM_USED = 0.80  # displaced and drained guests go to nodes that stay below this
+COLD_USED = (0.04, 0.15)  # used memory / memory a cold node is drained to (at most), per node
+MIDDLE_FLOOR = (0.30, 0.45)  # the other nodes give guests to the hot ones down to this, per node
+HARD_FILL = 0.75  # default fill of the hard shapes: with the traces' used/assigned ratio (~0.45) the hot
+#                   fifth at 95 % leaves enough used memory for the middle nodes to stay above 25 %
+BROKEN_SHARE = 0.4  # of the affinity groups, anti-affinity groups and pinned guests, broken at the start
+ENTERPRISE_MAX_GUEST_GIB = 64  # larger Bitbrains VMs (up to 511 GiB) are left out of the enterprise shape
+
 SERVICES = ("shop", "crm", "wiki", "billing", "portal", "tickets", "search", "cms", "chat", "hr")
 SERVICE_ROLES = ("app", "db", "cache", "worker")
 REPLICATED = ("pg", "etcd", "k8s-cp", "dns", "ldap", "es", "redis", "haproxy", "mongo", "kafka")
@@ -102,6 +150,9 @@ class Catalog:
     util_bucket: np.ndarray  # int[b]   Bitbrains rows: core bucket 1, 2, 4 or 8
     util_mem_fraction: np.ndarray  # float[b] host-RSS fraction of assigned memory
     util_cpu: np.ndarray  # float[b] mean CPU utilisation, 0..1
+    util_vm: np.ndarray  # int[b]   Bitbrains VM id (one row per VM and month)
+    util_cores: np.ndarray  # int[b]   the VM's cores and provisioned memory (enterprise shape)
+    util_mem_mib: np.ndarray  # int[b]
     shape_cores: np.ndarray  # int[s]  mapped node shapes
     shape_mem_gib: np.ndarray  # int[s]
     shape_weight: np.ndarray  # float[s], sums to 1
@@ -164,6 +215,9 @@ def load_catalog() -> Catalog:
         util_bucket=ro(_core_bucket(np.array([int(r["cpu_cores"]) for r in bitbrains])), np.int64),
         util_mem_fraction=ro(_host_rss_fraction(used / provisioned), float),
         util_cpu=ro(np.clip([float(r["cpu_util_pct_mean"]) / 100 for r in bitbrains], 0.0, 1.0), float),
+        util_vm=ro([int(r["vm_id"]) for r in bitbrains], np.int64),
+        util_cores=ro([int(r["cpu_cores"]) for r in bitbrains], np.int64),
+        util_mem_mib=ro(np.round(provisioned * 1024), np.int64),
         shape_cores=ro(shapes[:, 0], np.int64),
         shape_mem_gib=ro(shapes[:, 1], np.int64),
         shape_weight=ro(counts / counts.sum(), float),
@@ -180,15 +234,27 @@ class _Sizes:
     mem: np.ndarray  # MiB
 
 
-def _draw_sizes(rng: np.random.Generator, cat: Catalog, n: int, tilt: float) -> _Sizes:
+def _flavor_weights(cat: Catalog, tilt: float, usable: np.ndarray | None = None) -> np.ndarray:
+    """Flavour shares tilted towards small (tilt > 0) or large (tilt < 0) memory; unnormalised."""
     weights = cat.flavor_share * (cat.flavor_mem_mib / GIB) ** (-tilt)
+    return weights if usable is None else weights * usable
+
+
+def _draw_sizes(rng: np.random.Generator, cat: Catalog, n: int, tilt: float,
+                usable: np.ndarray | None = None) -> _Sizes:
+    weights = _flavor_weights(cat, tilt, usable)
     flavor = rng.choice(len(weights), size=n, p=weights / weights.sum())
     is_ct = rng.random(n) < CT_SHARE
     vcpus = cat.flavor_vcpus[flavor].copy()
     mem = cat.flavor_mem_mib[flavor].copy()
     vcpus[is_ct] = np.minimum(vcpus[is_ct], 4)
-    mem[is_ct] = np.maximum(512, (mem[is_ct] // 2 + 64) // 128 * 128)
+    mem[is_ct] = _ct_memory(mem[is_ct])
     return _Sizes(is_ct, vcpus, mem)
+
+
+def _ct_memory(vm_mem: np.ndarray) -> np.ndarray:
+    """A container's memory for a drawn flavour: half of it, in 128 MiB steps, at least 512 MiB."""
+    return np.maximum(512, (vm_mem // 2 + 64) // 128 * 128)
 
 
 def _shape_fit(cat: Catalog, sizes: _Sizes, n_nodes: int, n_base: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
@@ -324,10 +390,23 @@ class _Rules:
     ha_prefer: list[int]  # guests of the node-affinity HA rule
     ha_prefer_nodes: list[int]
     ha_apart: list[int]  # guests of the negative resource-affinity HA rule
+    # Hard shapes only (empty or default in the mild generator):
+    ha_pin: list[int] = field(default_factory=list)  # guests of the strict node-affinity HA rule
+    ha_pin_nodes: list[int] = field(default_factory=list)
+    ha_together: list[int] = field(default_factory=list)  # guests of the positive resource-affinity HA rule
+    ignore_tag: str = "plb_ignore_vm"
+    ignore_name: str | None = None  # name prefix of the ignored guests (their role otherwise)
 
     @property
     def frozen(self) -> set[int]:
         return set(self.ignored) | set(self.locked) | set(self.templates) | set(self.pins)
+
+    @property
+    def members(self) -> set[int]:
+        """Every guest some rule names or that cannot move."""
+        groups = [m for _, m in self.affinity] + [m for _, m in self.anti]
+        groups += [self.ha_prefer, self.ha_apart, self.ha_pin, self.ha_together]
+        return self.frozen | {g for members in groups for g in members}
 
 
 def _numbered(names: Sequence[str], i: int) -> str:
@@ -395,7 +474,8 @@ def _cores(value: float) -> float | int:
 
 
 def generate_cluster(n_nodes: int, n_guests: int, seed: int, *, rules: bool = True, maintenance: bool = False,
-                     name: str | None = None, fill: float = 0.65, imbalance: float = 0.6) -> dict:
+                     name: str | None = None, fill: float | None = None, imbalance: float = 0.6,
+                     shape: str = "mild") -> dict:
     """A realistic cluster model mapping (format v1); the same arguments give the same mapping.
 
     fill: assigned memory of all guests as a fraction of the cluster's memory (approximate: node shapes
@@ -404,7 +484,19 @@ def generate_cluster(n_nodes: int, n_guests: int, seed: int, *, rules: bool = Tr
     node targets from ~0 to twice the mean. rules: plb_* tags, locks, a template and two HA rules
     (clusters of fewer than 10 guests get none). maintenance: node 0 is in maintenance mode; its guests
     fit on the other nodes. ValueError when the guests cannot fit on `n_nodes` nodes of any shape.
+
+    shape: "mild" (the above), or one of the hard shapes (module docstring): "hard" (tiered nodes) or
+    "enterprise" (Bitbrains guests on identical nodes). They start lopsided, over-committed and with broken
+    rules; `reference_cluster` gives their valid reference placement. They take fill in [0.5, 0.8], need
+    at least 5 nodes and 8 guests per node, and have no maintenance variant; imbalance is mild-only.
     """
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+    if shape != "mild":
+        if maintenance:
+            raise ValueError("the hard shapes have no maintenance variant")
+        return _generate_shaped(n_nodes, n_guests, seed, shape, rules, name, fill, at_reference=False)
+    fill = 0.65 if fill is None else fill
     if n_nodes < 1 or n_guests < 0:
         raise ValueError("need at least one node and a non-negative number of guests")
     if maintenance and n_nodes < 2:
@@ -503,22 +595,32 @@ def _pick_roles(rng: np.random.Generator, sizes: _Sizes) -> list[str]:
     return roles
 
 
-def _to_model(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gib: np.ndarray, node_of: np.ndarray,
-              rule_set: _Rules, maintenance: bool, name: str) -> dict:
-    cat = load_catalog()
-    n_nodes, n_guests = len(cores), len(sizes.mem)
-    width = max(2, len(str(n_nodes)))
-    node_names = [f"pve{i + 1:0{width}d}" for i in range(n_nodes)]
+@dataclass
+class _Usage:
+    """Per guest: what it uses and where its disks live (drawn before placement in the hard shapes)."""
 
-    # Utilisation: a Bitbrains VM of the same core bucket per guest.
-    bucket = _core_bucket(sizes.vcpus)
-    row = np.zeros(n_guests, dtype=np.int64)
-    for b in np.unique(bucket):
-        rows = np.flatnonzero(cat.util_bucket == b)
-        where = np.flatnonzero(bucket == b)
-        row[where] = rows[rng.integers(0, len(rows), size=len(where))]
+    running: np.ndarray  # bool[g]
+    mem_used: np.ndarray  # int[g] MiB, 0 when stopped
+    cpu_used: np.ndarray  # float[g] cores, 0 when stopped
+    local: np.ndarray  # bool[g] disks on the node's local storage
+    disk: np.ndarray  # int[g] MiB
+    disk_used: np.ndarray  # int[g] MiB
+
+
+def _draw_usage(rng: np.random.Generator, sizes: _Sizes, templates: Sequence[int],
+                row: np.ndarray | None = None) -> _Usage:
+    """Utilisation from Bitbrains: `row` per guest, or a VM of the same core bucket drawn per guest."""
+    cat = load_catalog()
+    n_guests = len(sizes.mem)
+    if row is None:
+        bucket = _core_bucket(sizes.vcpus)
+        row = np.zeros(n_guests, dtype=np.int64)
+        for b in np.unique(bucket):
+            rows = np.flatnonzero(cat.util_bucket == b)
+            where = np.flatnonzero(bucket == b)
+            row[where] = rows[rng.integers(0, len(rows), size=len(where))]
     running = rng.random(n_guests) >= STOPPED_SHARE
-    running[rule_set.templates] = False
+    running[list(templates)] = False
     mem_used = np.where(running, np.maximum(64, np.round(sizes.mem * cat.util_mem_fraction[row])), 0).astype(np.int64)
     cpu_used = np.where(running, np.round(sizes.vcpus * cat.util_cpu[row], 3), 0.0)
     local = rng.random(n_guests) < LOCAL_DISK_SHARE
@@ -527,9 +629,35 @@ def _to_model(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gi
                         rng.choice([32, 64, 100, 128, 256, 512], size=n_guests, p=[0.25, 0.3, 0.15, 0.15, 0.1, 0.05]))
     disk = disk_gib * GIB
     disk_used = np.round(disk * rng.uniform(0.15, 0.85, n_guests)).astype(np.int64)
+    return _Usage(running, mem_used, cpu_used, local, disk, disk_used)
+
+
+def _draw_host(rng: np.random.Generator, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per node: host memory overhead (MiB, ~4 GiB) and host CPU use (cores)."""
+    overhead = HOST_OVERHEAD_MIB + rng.integers(-512, 769, n_nodes)
+    return overhead, rng.uniform(0.2, 0.8, n_nodes)
+
+
+def _disk_step_gib(need_gib: float) -> int:
+    """The smallest usual local-disk size of at least `need_gib`."""
+    return next((s for s in DISK_STEPS_GIB if s >= need_gib), int(math.ceil(need_gib / 1024)) * 1024)
+
+
+def _to_model(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gib: np.ndarray, node_of: np.ndarray,
+              rule_set: _Rules, maintenance: bool, name: str, usage: _Usage | None = None,
+              host: tuple[np.ndarray, np.ndarray] | None = None, node_disk_gib: int | None = None) -> dict:
+    """The model mapping. usage, host and node_disk_gib are drawn here unless given (the hard shapes
+    draw them before placing); the mild generator's draws keep their order, so its output is unchanged."""
+    n_nodes, n_guests = len(cores), len(sizes.mem)
+    width = max(2, len(str(n_nodes)))
+    node_names = [f"pve{i + 1:0{width}d}" for i in range(n_nodes)]
+
+    u = usage if usage is not None else _draw_usage(rng, sizes, rule_set.templates)
+    running, mem_used, cpu_used, local, disk, disk_used = (u.running, u.mem_used, u.cpu_used, u.local, u.disk,
+                                                           u.disk_used)
     vmids = 100 + np.cumsum(np.where(rng.random(n_guests) < 0.03, rng.integers(2, 40, n_guests), 1)) - 1
     ha = (rng.random(n_guests) < 0.1) & ~sizes.is_ct
-    ha[rule_set.ha_prefer + rule_set.ha_apart] = True
+    ha[rule_set.ha_prefer + rule_set.ha_apart + rule_set.ha_pin + rule_set.ha_together] = True
     extra_tag = rng.random(n_guests) < 0.08
 
     # Names, pools and tags.
@@ -560,7 +688,9 @@ def _to_model(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gi
     for g, pin_nodes in rule_set.pins.items():
         tags[g].extend(f"plb_pin_{node_names[n]}" for n in pin_nodes)
     for g in rule_set.ignored:
-        tags[g].append("plb_ignore_vm")
+        tags[g].append(rule_set.ignore_tag)
+        if rule_set.ignore_name:
+            prefix[g] = f"{rule_set.ignore_name}-{roles[g]}"
     for g in rule_set.templates:
         prefix[g] = "tpl-debian"
     counters: dict[str, int] = {}
@@ -596,10 +726,9 @@ def _to_model(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gi
     cpu_sum = np.bincount(node_of, weights=cpu_used, minlength=n_nodes) if n_guests else np.zeros(n_nodes)
     local_used = (np.bincount(node_of, weights=np.where(local, disk_used, 0), minlength=n_nodes)
                   if n_guests else np.zeros(n_nodes))
-    overhead = HOST_OVERHEAD_MIB + rng.integers(-512, 769, n_nodes)
-    host_cpu = rng.uniform(0.2, 0.8, n_nodes)
-    need_gib = (local_used.max() / GIB + SYSTEM_DISK_GIB) / 0.55
-    node_disk_gib = next((s for s in DISK_STEPS_GIB if s >= need_gib), int(math.ceil(need_gib / 1024)) * 1024)
+    overhead, host_cpu = host if host is not None else _draw_host(rng, n_nodes)
+    if node_disk_gib is None:
+        node_disk_gib = _disk_step_gib((local_used.max() / GIB + SYSTEM_DISK_GIB) / 0.55)
     nodes = []
     for n in range(n_nodes):
         entry = {
@@ -628,9 +757,390 @@ def _to_model(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gi
         ha_rules.append({"rule": "keep-ha-pair-apart", "type": "resource-affinity",
                          "resources": ",".join(resource(g) for g in rule_set.ha_apart),
                          "affinity": "negative", "strict": True})
+    if rule_set.ha_pin:
+        ha_rules.append({"rule": "only-" + "-".join(node_names[n] for n in rule_set.ha_pin_nodes),
+                         "type": "node-affinity", "resources": ",".join(resource(g) for g in rule_set.ha_pin),
+                         "nodes": ",".join(node_names[n] for n in rule_set.ha_pin_nodes), "strict": True})
+    if rule_set.ha_together:
+        ha_rules.append({"rule": "keep-ha-pair-together", "type": "resource-affinity",
+                         "resources": ",".join(resource(g) for g in rule_set.ha_together),
+                         "affinity": "positive", "strict": True})
     if ha_rules:
         data["ha_rules"] = ha_rules
     return data
+
+
+# ----------------------------------------------------------------------------- hard shapes
+
+
+@dataclass
+class _Layout:
+    """The roles of the nodes of a hard instance (bool[n] each)."""
+
+    big: np.ndarray  # the largest memory: where pinned guests are pinned
+    hot: np.ndarray  # ~ a fifth, at >= 95 % used memory at the start
+    cold: np.ndarray  # ~ a third, below 25 % used memory at the start
+    pin_full: np.ndarray  # the biggest hot nodes (big ones unless the cluster is tiny): broken pins point here
+
+
+@dataclass
+class _Faults:
+    """The rules a hard instance starts with broken (the reference placement keeps them all)."""
+
+    affinity: list[int]  # indices into _Rules.affinity: members split over 2-3 nodes
+    anti: list[int]  # indices into _Rules.anti: members joined on one node
+    pins: list[int]  # pinned guests, pinned to a full (hot) node of the largest hot memory and sitting elsewhere
+
+
+def _apportion(total: int, shares: Sequence[float]) -> np.ndarray:
+    """Integer counts summing to `total` in the proportions of `shares` (largest remainder, ties to the first)."""
+    exact = total * np.asarray(shares, dtype=float) / float(sum(shares))
+    counts = np.floor(exact).astype(np.int64)
+    for i in np.argsort(-(exact - counts), kind="stable")[:total - int(counts.sum())]:
+        counts[i] += 1
+    return counts
+
+
+def _pick_by_tier(rng: np.random.Generator, rank: np.ndarray, eligible: np.ndarray, k: int,
+                  lean: Sequence[float]) -> np.ndarray:
+    """bool[n]: k eligible nodes, apportioned over the tiers by eligible nodes x lean, random within a tier."""
+    tiers = np.unique(rank)
+    groups = [np.flatnonzero(eligible & (rank == t)) for t in tiers]
+    weights = [len(nodes) * _lean(lean, rank)[nodes[0]] if len(nodes) else 0.0 for nodes in groups]
+    chosen = np.zeros(len(rank), dtype=bool)
+    for nodes, count in zip(groups, _apportion(k, weights)):
+        chosen[rng.choice(nodes, size=min(int(count), len(nodes)), replace=False)] = True
+    return chosen
+
+
+def _lean(weights: Sequence[float], rank: np.ndarray) -> np.ndarray:
+    """float[n]: the weight of each node's tier; the largest memory gets the last weight."""
+    return np.asarray(weights, dtype=float)[np.maximum(0, len(weights) - 1 - int(rank.max()) + rank)]
+
+
+def _layout(rng: np.random.Generator, mem_gib: np.ndarray) -> _Layout:
+    """Hot and cold nodes. The hot fifth is spread over the tiers in proportion, so that it holds about a
+    fifth of the memory: more would leave too little used memory for the middle nodes (the traces'
+    used/assigned ratio is ~0.45). The cold third leans to the big (new) nodes, as in a cluster that grew."""
+    n_nodes = len(mem_gib)
+    rank = np.searchsorted(np.unique(mem_gib), mem_gib)  # tier, 0 for the smallest memory
+    everywhere = np.ones(n_nodes, dtype=bool)
+    hot = _pick_by_tier(rng, rank, everywhere, max(1, round(HOT_SHARE * n_nodes)), (1.0,))
+    cold = _pick_by_tier(rng, rank, ~hot, max(1, round(COLD_SHARE * n_nodes)), COLD_LEAN)
+    return _Layout(mem_gib == mem_gib.max(), hot, cold, hot & (mem_gib == mem_gib[hot].max()))
+
+
+def _hard_sizes(rng: np.random.Generator, cat: Catalog, n_guests: int, mem_gib: np.ndarray, fill: float) -> _Sizes:
+    """Azure flavours, tilted (continuously) so that the guests' memory is about `fill` of the cluster's.
+
+    Only flavours of at most half the smallest node's usable memory are drawn, so that the reference
+    placement never has to squeeze a giant guest onto a small node.
+    """
+    usable = (cat.flavor_mem_mib <= (int(mem_gib.min()) * GIB - HOST_RESERVE_MIB) // 2).astype(float)
+    per_flavor = (1 - CT_SHARE) * cat.flavor_mem_mib + CT_SHARE * _ct_memory(cat.flavor_mem_mib)
+
+    def mean_mib(tilt: float) -> float:  # falls as the tilt rises
+        weights = _flavor_weights(cat, tilt, usable)
+        return float((weights * per_flavor).sum() / weights.sum())
+
+    want = fill * float(mem_gib.sum()) * GIB / max(1, n_guests)
+    lo, hi = HARD_TILT_RANGE
+    if mean_mib(hi) > want:
+        raise ValueError(f"{n_guests} guests are too many for {len(mem_gib)} nodes of the hard shape "
+                         f"({int(mem_gib.sum())} GiB in all) even with the smallest flavours")
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mean_mib(mid) > want else (lo, mid)
+    return _draw_sizes(rng, cat, n_guests, hi, usable)
+
+
+def _hard_threads(rng: np.random.Generator, mem_gib: np.ndarray, tier: np.ndarray, sizes: _Sizes) -> np.ndarray:
+    """Threads per node, proportionate to memory: one per GIB_PER_THREAD GiB, or more when the guests' vCPUs
+    need them (at most HARD_VCPU_SHARE of the vCPU limit in all); per tier, a batch of newer nodes (the
+    highest-numbered, up to half the tier) has NEWER_THREADS times as many."""
+    per_gib = max(1 / GIB_PER_THREAD,
+                  float(sizes.vcpus.sum()) / (VCPU_PER_CORE * HARD_VCPU_SHARE * float(mem_gib.sum())))
+    threads = np.ceil(mem_gib * per_gib / 8).astype(np.int64) * 8
+    for t in np.unique(tier):
+        nodes = np.flatnonzero(tier == t)
+        newer = nodes[len(nodes) - int(rng.integers(0, len(nodes) // 2 + 1)):]
+        threads[newer] = np.ceil(threads[newer] * NEWER_THREADS / 8).astype(np.int64) * 8
+    return np.maximum(threads, int(sizes.vcpus.max(initial=1)))
+
+
+def _enterprise_guests(rng: np.random.Generator, cat: Catalog, n_guests: int) -> tuple[_Sizes, np.ndarray]:
+    """Bitbrains VMs as they are: cores, provisioned memory and (row[g]) their own utilisation.
+
+    Distinct VMs (one of their months) while there are enough, rows drawn with repetition beyond that.
+    VMs above ENTERPRISE_MAX_GUEST_GIB (a handful of up to 511 GiB) are left out.
+    """
+    ok = np.flatnonzero(cat.util_mem_mib <= ENTERPRISE_MAX_GUEST_GIB * GIB)
+    vms = np.unique(cat.util_vm[ok])
+    if n_guests <= len(vms):
+        months = {int(v): ok[cat.util_vm[ok] == v] for v in vms}
+        row = np.array([rng.choice(months[int(v)]) for v in rng.choice(vms, size=n_guests, replace=False)],
+                       dtype=np.int64)
+    else:
+        row = rng.choice(ok, size=n_guests)
+    mem = np.maximum(512, (cat.util_mem_mib[row] + 64) // 128 * 128)  # 128 MiB steps, as PVE sizes them
+    return _Sizes(np.zeros(n_guests, dtype=bool), cat.util_cores[row].astype(np.int64), mem), row
+
+
+def _enterprise_nodes(n_nodes: int, sizes: _Sizes, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """One node shape for all: memory in 64 GiB steps (e.g. 320 GiB = 10 x 32 GiB DIMMs) so that the guests
+    fill about `fill` of it, one thread per GIB_PER_THREAD GiB or more when the guests' vCPUs need them."""
+    total_gib = float(sizes.mem.sum()) / GIB
+    mem = max(64, round(total_gib / (fill * n_nodes) / 64) * 64, math.ceil(2 * sizes.mem.max(initial=0) / GIB / 64) * 64)
+    need = float(sizes.vcpus.sum()) / (VCPU_PER_CORE * HARD_VCPU_SHARE * n_nodes)
+    threads = max(math.ceil(max(mem / GIB_PER_THREAD, need) / 8) * 8, int(sizes.vcpus.max(initial=1)))
+    return np.full(n_nodes, threads, dtype=np.int64), np.full(n_nodes, mem, dtype=np.int64)
+
+
+def _some(rng: np.random.Generator, count: int) -> list[int]:
+    """A sorted random BROKEN_SHARE of range(count), at least one when count > 0."""
+    k = min(count, max(1, round(BROKEN_SHARE * count))) if count else 0
+    return sorted(int(i) for i in rng.choice(count, size=k, replace=False)) if k else []
+
+
+def _choose_hard_rules(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gib: np.ndarray,
+                       enabled: bool) -> tuple[_Rules, _Faults]:
+    """The mild rule mix, plus a strict node-affinity and a positive resource-affinity HA rule, ignored guests
+    tagged as legacy, and which of them start broken."""
+    rule_set = _choose_rules(rng, sizes, cores, mem_gib, np.ones(len(cores), dtype=bool), enabled)
+    if not enabled or len(sizes.mem) < 10:
+        return rule_set, _Faults([], [], [])
+    rule_set.ignore_tag, rule_set.ignore_name = "plb_ignore_legacy", "legacy"
+    small = (sizes.mem <= (int(mem_gib.min()) * GIB - HOST_RESERVE_MIB) // 16) & (sizes.vcpus <= int(cores.min()) // 4)
+    taken = rule_set.members
+    spare = [int(g) for g in rng.permutation(np.flatnonzero(small)) if int(g) not in taken]
+    if len(spare) >= 4:
+        rule_set.ha_pin, rule_set.ha_together = spare[:2], spare[2:4]
+        rule_set.ha_pin_nodes = sorted(int(n) for n in rng.choice(len(cores), size=2, replace=False))
+    pinned = sorted(rule_set.pins)
+    faults = _Faults(_some(rng, len(rule_set.affinity)), _some(rng, len(rule_set.anti)),
+                     [pinned[i] for i in _some(rng, len(pinned))])
+    return rule_set, faults
+
+
+def _place_reference(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray, mem_gib: np.ndarray,
+                     rule_set: _Rules, faults: _Faults, layout: _Layout) -> np.ndarray:
+    """int[g] node: the valid placement a hard instance is derived from; fixes the pins (in rule_set).
+
+    Every rule holds and so does every hard limit with overprovisioning off (assigned memory <= memory
+    - 5 GiB, vCPUs <= 2 x threads); node targets are only mildly uneven. Ignored (legacy) guests land on
+    hot nodes and stay there; pinned guests on big nodes, those whose pin starts broken on the
+    biggest hot nodes.
+    """
+    n_nodes, n_guests = len(cores), len(sizes.mem)
+    everywhere = np.ones(n_nodes, dtype=bool)
+    mem_cap = mem_gib * GIB - HOST_RESERVE_MIB
+    placer = _Placer(sizes, cores, mem_gib,
+                     _node_targets(rng, mem_cap, everywhere, float(sizes.mem.sum()), REFERENCE_IMBALANCE))
+    for g in rule_set.ignored:
+        placer.place([g], layout.hot if placer.fits([g], layout.hot).any() else everywhere)
+    broken = set(faults.pins)
+    for g in sorted(rule_set.pins):
+        where = layout.pin_full if g in broken else layout.big
+        here = placer.place([g], where)
+        others = np.flatnonzero(where & (np.arange(n_nodes) != here))
+        extra = rng.choice(others, size=min(len(rule_set.pins[g]) - 1, len(others)), replace=False)
+        rule_set.pins[g] = sorted({here, *(int(n) for n in extra)})
+    if rule_set.ha_pin:
+        allowed = np.zeros(n_nodes, dtype=bool)
+        allowed[rule_set.ha_pin_nodes] = True
+        for g in rule_set.ha_pin:
+            placer.place([g], allowed)
+    for members in [m for _, m in rule_set.anti] + ([rule_set.ha_apart] if rule_set.ha_apart else []):
+        free = everywhere.copy()
+        for g in members:
+            free[placer.place([g], free)] = False
+    units = [m for _, m in rule_set.affinity] + ([rule_set.ha_together] if rule_set.ha_together else [])
+    placed = set(np.flatnonzero(placer.node >= 0).tolist()) | {g for m in units for g in m}
+    units += [[g] for g in range(n_guests) if g not in placed]
+    units.sort(key=lambda members: (-int(sizes.mem[members].sum()), members[0]))
+    for members in units:
+        placer.place(members, everywhere)
+    return placer.node.copy()
+
+
+class _Start:
+    """The starting placement while it is derived from the reference, with used and assigned memory per node."""
+
+    def __init__(self, reference: np.ndarray, sizes: _Sizes, usage: _Usage, overhead: np.ndarray,
+                 mem_gib: np.ndarray):
+        n_nodes = len(mem_gib)
+        self.node = reference.copy()
+        self.mem_used = usage.mem_used
+        self.mem = sizes.mem
+        self.size = mem_gib * GIB
+        self.used = overhead + np.bincount(reference, weights=usage.mem_used, minlength=n_nodes).astype(np.int64)
+        self.assigned = np.bincount(reference, weights=sizes.mem, minlength=n_nodes).astype(np.int64)
+
+    def room(self, g: int, n: int, ceiling: float) -> bool:
+        return bool(self.used[n] + self.mem_used[g] <= ceiling * self.size[n])
+
+    def move(self, g: int, n: int) -> None:
+        old = self.node[g]
+        self.used[old] -= self.mem_used[g]
+        self.assigned[old] -= self.mem[g]
+        self.used[n] += self.mem_used[g]
+        self.assigned[n] += self.mem[g]
+        self.node[g] = n
+
+    def away(self, rng: np.random.Generator, g: int, nodes: np.ndarray, avoid: Sequence[int]) -> int | None:
+        """A random node of `nodes`, not in `avoid`, that takes g without going over WARM_USED."""
+        for n in rng.permutation(nodes):
+            if int(n) not in avoid and self.room(g, int(n), WARM_USED):
+                return int(n)
+        return None
+
+
+def _break_rules(rng: np.random.Generator, start: _Start, rule_set: _Rules, faults: _Faults, layout: _Layout) -> None:
+    """Move rule members so that the faults hold: split affinity groups, joined anti-affinity groups, pinned
+    guests away from their pinned node, and each HA rule broken once. Displaced guests go to non-hot nodes."""
+    calm = np.flatnonzero(~layout.hot)
+    for i in faults.affinity:
+        members = rule_set.affinity[i][1]
+        parts = min(len(members), int(rng.integers(2, 4)))  # 2 or 3 nodes
+        homes = [int(start.node[members[0]])]
+        for g in members[1:parts]:
+            n = start.away(rng, g, calm, homes)
+            if n is not None:
+                homes.append(n)
+        others = homes[1:]
+        for k, g in enumerate(members[1:] if others else []):  # every other node gets at least one member
+            if start.room(g, others[k % len(others)], USED_CEILING):
+                start.move(g, others[k % len(others)])
+    for i in faults.anti:
+        members = rule_set.anti[i][1]
+        home = int(start.node[members[0]])
+        for g in members[1:1 + int(rng.integers(1, len(members)))]:
+            if start.room(g, home, USED_CEILING):
+                start.move(g, home)
+    for g in faults.pins:
+        n = start.away(rng, g, calm, rule_set.pins[g])
+        if n is not None:
+            start.move(g, n)
+    if rule_set.ha_pin:
+        n = start.away(rng, rule_set.ha_pin[0], calm, rule_set.ha_pin_nodes)
+        if n is not None:
+            start.move(rule_set.ha_pin[0], n)
+    if rule_set.ha_apart:
+        first, second = rule_set.ha_apart[:2]
+        if start.room(second, int(start.node[first]), USED_CEILING):
+            start.move(second, int(start.node[first]))
+    if rule_set.ha_together:
+        first, second = rule_set.ha_together
+        n = start.away(rng, second, calm, [int(start.node[first])])
+        if n is not None:
+            start.move(second, n)
+
+
+def _pile_on_hot(rng: np.random.Generator, start: _Start, free: np.ndarray, layout: _Layout) -> None:
+    """Move free running guests onto the hot nodes until each uses its goal (HOT_USED) of its memory, never
+    more than USED_CEILING; the hot nodes end far over their assigned-memory limit.
+
+    Cold nodes give first, down to their goal (COLD_USED), then the middle ones down to a floor
+    (MIDDLE_FLOOR), and below these only if the hot nodes are still short. Within that, guests with little
+    unused memory go first (with noise): many small, busy guests pile up, which keeps the hot nodes'
+    over-commitment lower than big idle ones would.
+    """
+    hot = np.flatnonzero(layout.hot)
+    goal = rng.uniform(*HOT_USED, len(hot)) * start.size[hot]
+    ceiling = USED_CEILING * start.size[hot]
+    floor = np.where(layout.cold, rng.uniform(*COLD_USED, len(layout.cold)),
+                     rng.uniform(*MIDDLE_FLOOR, len(layout.cold))) * start.size
+    donors = np.flatnonzero(free & ~layout.hot[start.node] & (start.mem_used > 0))
+    idle = (start.mem[donors] - start.mem_used[donors]) * rng.uniform(0.5, 1.5, len(donors))
+    order = donors[np.lexsort((idle, ~layout.cold[start.node[donors]]))]
+    for floors in (floor, np.zeros_like(floor)):
+        for g in order:
+            used = start.used[hot]
+            short = used < goal
+            if not short.any():
+                return
+            source = start.node[g]
+            fits = short & (used + start.mem_used[g] <= ceiling)
+            if layout.hot[source] or start.used[source] - start.mem_used[g] < floors[source] or not fits.any():
+                continue
+            # The largest gap first: big guests go to big nodes, small ones top the rest up.
+            start.move(int(g), int(hot[np.argmax(np.where(fits, goal - used, -np.inf))]))
+
+
+def _drain_cold(rng: np.random.Generator, start: _Start, free: np.ndarray, layout: _Layout) -> None:
+    """Move free running guests off each cold node, to the least used middle nodes (within their assigned
+    limit), until it is below its goal (COLD_USED)."""
+    middle = np.flatnonzero(~layout.hot & ~layout.cold)
+    cold = np.flatnonzero(layout.cold)
+    goals = rng.uniform(*COLD_USED, len(cold)) * start.size[cold]
+    cap = start.size[middle] - HOST_RESERVE_MIB
+    for c, goal in zip(cold, goals):
+        for g in rng.permutation(np.flatnonzero(free & (start.node == c) & (start.mem_used > 0))):
+            if start.used[c] <= goal or not middle.size:
+                break
+            fits = ((start.used[middle] + start.mem_used[g] <= WARM_USED * start.size[middle])
+                    & (start.assigned[middle] + start.mem[g] <= cap))
+            if fits.any():
+                share = start.used[middle] / start.size[middle]
+                start.move(int(g), int(middle[np.argmin(np.where(fits, share, np.inf))]))
+
+
+def _local_disk_mib(node_of: np.ndarray, usage: _Usage, n_nodes: int) -> np.ndarray:
+    return np.bincount(node_of, weights=np.where(usage.local, usage.disk_used, 0), minlength=n_nodes)
+
+
+def _generate_shaped(n_nodes: int, n_guests: int, seed: int, shape: str, rules: bool, name: str | None,
+                     fill: float | None, at_reference: bool) -> dict:
+    """A hard-shape instance at its start placement, or (at_reference) at its reference placement."""
+    fill = HARD_FILL if fill is None else fill
+    if n_nodes < 5 or n_guests < 8 * n_nodes:
+        raise ValueError("the hard shapes need at least 5 nodes and 8 guests per node")
+    if not 0.6 <= fill <= 0.8:
+        raise ValueError("the hard shapes need fill in [0.6, 0.8]: the hot nodes must fill up, the reference must fit")
+    cat = load_catalog()
+    rng = np.random.default_rng(seed)
+    if shape == "hard":
+        tier = np.repeat(np.arange(len(HARD_TIERS_GIB)), _apportion(n_nodes, HARD_TIER_SHARE))
+        mem_gib = np.array(HARD_TIERS_GIB, dtype=np.int64)[tier]
+        sizes, row = _hard_sizes(rng, cat, n_guests, mem_gib, fill), None
+        cores = _hard_threads(rng, mem_gib, tier, sizes)
+    else:
+        sizes, row = _enterprise_guests(rng, cat, n_guests)
+        cores, mem_gib = _enterprise_nodes(n_nodes, sizes, fill)
+        tier = np.zeros(n_nodes, dtype=np.int64)
+    layout = _layout(rng, mem_gib)
+    rule_set, faults = _choose_hard_rules(rng, sizes, cores, mem_gib, rules)
+    usage = _draw_usage(rng, sizes, rule_set.templates, row)
+    host = _draw_host(rng, n_nodes)
+    reference = _place_reference(rng, sizes, cores, mem_gib, rule_set, faults, layout)
+
+    start = _Start(reference, sizes, usage, host[0], mem_gib)
+    _break_rules(rng, start, rule_set, faults, layout)
+    free = np.ones(n_guests, dtype=bool)
+    free[list(rule_set.members)] = False
+    _pile_on_hot(rng, start, free, layout)
+    _drain_cold(rng, start, free, layout)
+
+    # Local storage sized for both placements: the piled-up start at <= 90 %, the reference at <= 55 %.
+    need_gib = max(_local_disk_mib(start.node, usage, n_nodes).max() / GIB / 0.9,
+                   _local_disk_mib(reference, usage, n_nodes).max() / GIB / 0.55) + SYSTEM_DISK_GIB / 0.55
+    return _to_model(rng, sizes, cores, mem_gib, reference if at_reference else start.node, rule_set, False,
+                     name or f"{shape}-{n_nodes}n-{n_guests}g-s{seed}", usage, host, _disk_step_gib(need_gib))
+
+
+def reference_cluster(n_nodes: int, n_guests: int, seed: int, *, shape: str = "hard", rules: bool = True,
+                      name: str | None = None, fill: float | None = None) -> dict:
+    """The instance `generate_cluster(..., shape=shape)` makes, with every guest at its reference placement.
+
+    Same nodes, guests (in the same order), tags and HA rules; only the guests' `node` and the nodes'
+    reported usage differ. The reference placement breaks no rule and keeps every hard limit with
+    overprovisioning off, so `proxlb_opt.check.violations` finds nothing in it, judged against either
+    model; judged against this one (whose limits are not relaxed to an over-full start) it finds the
+    start's capacity violations too. Only for the hard shapes ("hard", "enterprise").
+    """
+    if shape not in HARD_SHAPES:
+        raise ValueError(f"reference_cluster is for the hard shapes {', '.join(HARD_SHAPES)}, not {shape!r}")
+    return _generate_shaped(n_nodes, n_guests, seed, shape, rules, name, fill, at_reference=True)
 
 
 # ----------------------------------------------------------------------------- output
