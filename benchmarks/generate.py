@@ -964,33 +964,41 @@ def _place_reference(rng: np.random.Generator, sizes: _Sizes, cores: np.ndarray,
 
 
 class _Start:
-    """The starting placement while it is derived from the reference, with used and assigned memory per node."""
+    """The starting placement while it is derived from the reference: per node used memory (what the host
+    reports), assigned memory and vCPUs. Only the hot nodes may go over their assigned-memory and vCPU
+    limits; no node goes over its physical memory."""
 
     def __init__(self, reference: np.ndarray, sizes: _Sizes, usage: _Usage, overhead: np.ndarray,
-                 mem_gib: np.ndarray):
+                 cores: np.ndarray, mem_gib: np.ndarray, hot: np.ndarray):
         n_nodes = len(mem_gib)
         self.node = reference.copy()
-        self.mem_used = usage.mem_used
-        self.mem = sizes.mem
+        self.mem_used, self.mem, self.vcpus = usage.mem_used, sizes.mem, sizes.vcpus
         self.size = mem_gib * GIB
+        self.mem_cap = self.size - HOST_RESERVE_MIB
+        self.vcpu_cap = VCPU_PER_CORE * cores
+        self.hot = hot
         self.used = overhead + np.bincount(reference, weights=usage.mem_used, minlength=n_nodes).astype(np.int64)
         self.assigned = np.bincount(reference, weights=sizes.mem, minlength=n_nodes).astype(np.int64)
+        self.vcpu = np.bincount(reference, weights=sizes.vcpus, minlength=n_nodes).astype(np.int64)
 
-    def room(self, g: int, n: int, ceiling: float) -> bool:
-        return bool(self.used[n] + self.mem_used[g] <= ceiling * self.size[n])
+    def takes(self, g: int, n: int, ceiling: float) -> bool:
+        """Can node n take guest g, staying at most `ceiling` of its memory used (and, unless hot, within its limits)?"""
+        if self.used[n] + self.mem_used[g] > ceiling * self.size[n]:
+            return False
+        return bool(self.hot[n] or (self.assigned[n] + self.mem[g] <= self.mem_cap[n]
+                                    and self.vcpu[n] + self.vcpus[g] <= self.vcpu_cap[n]))
 
     def move(self, g: int, n: int) -> None:
         old = self.node[g]
-        self.used[old] -= self.mem_used[g]
-        self.assigned[old] -= self.mem[g]
-        self.used[n] += self.mem_used[g]
-        self.assigned[n] += self.mem[g]
+        for load, amount in ((self.used, self.mem_used[g]), (self.assigned, self.mem[g]), (self.vcpu, self.vcpus[g])):
+            load[old] -= amount
+            load[n] += amount
         self.node[g] = n
 
     def away(self, rng: np.random.Generator, g: int, nodes: np.ndarray, avoid: Sequence[int]) -> int | None:
-        """A random node of `nodes`, not in `avoid`, that takes g without going over WARM_USED."""
+        """A random node of `nodes`, not in `avoid`, that takes g staying below WARM_USED."""
         for n in rng.permutation(nodes):
-            if int(n) not in avoid and self.room(g, int(n), WARM_USED):
+            if int(n) not in avoid and self.takes(g, int(n), WARM_USED):
                 return int(n)
         return None
 
@@ -1009,14 +1017,16 @@ def _break_rules(rng: np.random.Generator, start: _Start, rule_set: _Rules, faul
                 homes.append(n)
         others = homes[1:]
         for k, g in enumerate(members[1:] if others else []):  # every other node gets at least one member
-            if start.room(g, others[k % len(others)], USED_CEILING):
+            if start.takes(g, others[k % len(others)], USED_CEILING):
                 start.move(g, others[k % len(others)])
     for i in faults.anti:
         members = rule_set.anti[i][1]
-        home = int(start.node[members[0]])
-        for g in members[1:1 + int(rng.integers(1, len(members)))]:
-            if start.room(g, home, USED_CEILING):
-                start.move(g, home)
+        joining = members[1:1 + int(rng.integers(1, len(members)))]
+        for home in [int(start.node[g]) for g in members if g not in joining]:  # the first node that takes them
+            if all(start.takes(g, home, USED_CEILING) for g in joining):
+                for g in joining:
+                    start.move(g, home)
+                break
     for g in faults.pins:
         n = start.away(rng, g, calm, rule_set.pins[g])
         if n is not None:
@@ -1026,9 +1036,11 @@ def _break_rules(rng: np.random.Generator, start: _Start, rule_set: _Rules, faul
         if n is not None:
             start.move(rule_set.ha_pin[0], n)
     if rule_set.ha_apart:
-        first, second = rule_set.ha_apart[:2]
-        if start.room(second, int(start.node[first]), USED_CEILING):
-            start.move(second, int(start.node[first]))
+        first, second = rule_set.ha_apart
+        for g, home in ((second, int(start.node[first])), (first, int(start.node[second]))):
+            if start.takes(g, home, USED_CEILING):
+                start.move(g, home)
+                break
     if rule_set.ha_together:
         first, second = rule_set.ha_together
         n = start.away(rng, second, calm, [int(start.node[first])])
@@ -1068,21 +1080,19 @@ def _pile_on_hot(rng: np.random.Generator, start: _Start, free: np.ndarray, layo
 
 
 def _drain_cold(rng: np.random.Generator, start: _Start, free: np.ndarray, layout: _Layout) -> None:
-    """Move free running guests off each cold node, to the least used middle nodes (within their assigned
-    limit), until it is below its goal (COLD_USED)."""
+    """Move free running guests off each cold node, to the least used middle node that takes them (within
+    its limits, below WARM_USED), until it is below its goal (COLD_USED)."""
     middle = np.flatnonzero(~layout.hot & ~layout.cold)
     cold = np.flatnonzero(layout.cold)
     goals = rng.uniform(*COLD_USED, len(cold)) * start.size[cold]
-    cap = start.size[middle] - HOST_RESERVE_MIB
     for c, goal in zip(cold, goals):
         for g in rng.permutation(np.flatnonzero(free & (start.node == c) & (start.mem_used > 0))):
-            if start.used[c] <= goal or not middle.size:
+            if start.used[c] <= goal:
                 break
-            fits = ((start.used[middle] + start.mem_used[g] <= WARM_USED * start.size[middle])
-                    & (start.assigned[middle] + start.mem[g] <= cap))
-            if fits.any():
-                share = start.used[middle] / start.size[middle]
-                start.move(int(g), int(middle[np.argmin(np.where(fits, share, np.inf))]))
+            for n in middle[np.argsort(start.used[middle] / start.size[middle], kind="stable")]:
+                if start.takes(int(g), int(n), WARM_USED):
+                    start.move(int(g), int(n))
+                    break
 
 
 def _local_disk_mib(node_of: np.ndarray, usage: _Usage, n_nodes: int) -> np.ndarray:
@@ -1114,7 +1124,7 @@ def _generate_shaped(n_nodes: int, n_guests: int, seed: int, shape: str, rules: 
     host = _draw_host(rng, n_nodes)
     reference = _place_reference(rng, sizes, cores, mem_gib, rule_set, faults, layout)
 
-    start = _Start(reference, sizes, usage, host[0], mem_gib)
+    start = _Start(reference, sizes, usage, host[0], cores, mem_gib, layout.hot)
     _break_rules(rng, start, rule_set, faults, layout)
     free = np.ones(n_guests, dtype=bool)
     free[list(rule_set.members)] = False
@@ -1180,6 +1190,47 @@ def summary(data: dict) -> list[str]:
     ]
 
 
+def shape_summary(data: dict) -> list[str]:
+    """The figures of a hard instance: per memory tier its nodes and their used memory, the skew, the nodes
+    over their assigned-memory limit, and the rules `proxlb_opt.check` finds broken at the start (with
+    ProxLB's defaults; its capacity limits are relaxed to the start's load, hence counted here directly)."""
+    from proxlb_opt import check
+    from proxlb_opt.cluster import cluster_from_dict
+    from proxlb_opt.config import Settings
+    from proxlb_opt.rules import derive_rules
+
+    c = cluster_from_dict(data)
+    used = 100 * c.node_mem_used_mib / c.node_mem_mib
+    lines = []
+    for mem in sorted(set(c.node_mem_mib.tolist())):
+        tier = c.node_mem_mib == mem
+        threads = c.node_cpu_milli[tier] // 1000
+        lines.append(f"{int(mem) // GIB} GiB x {int(tier.sum())} ({int(threads.min())}-{int(threads.max())} threads): "
+                     f"used memory {used[tier].min():.1f} .. {used[tier].max():.1f} %")
+    hot = np.flatnonzero(used >= 95)
+    assigned = 100 * np.bincount(c.guest_node, weights=c.guest_mem_mib, minlength=c.n_nodes) / c.node_mem_mib
+    lines.append(f"{len(hot)} nodes at >= 95 % used memory hold {100 * np.isin(c.guest_node, hot).mean():.0f} % of "
+                 f"the guests; {int((used < 25).sum())} nodes below 25 %; assigned memory above node memory on "
+                 f"{int((assigned > 100).sum())} nodes (up to {assigned.max():.0f} %)")
+    settings = Settings()
+    rules = derive_rules(c, settings)
+    found: dict[str, int] = {}
+    for v in check.violations(c, rules, check.load_model(c, settings), c.guest_node):
+        found[v.rule] = found.get(v.rule, 0) + 1
+    lines.append("broken at the start: " + ", ".join(f"{found.get(k, 0)} {k}" for k in ("affinity", "anti-affinity", "pin")))
+    return lines
+
+
+SOURCES = {
+    "mild": ["Sizes from the Azure 2017 VM distribution, utilisation from Bitbrains GWA-T-12, node shapes from",
+             "Alibaba openb 2023 (see benchmarks/data/README.md for origin, terms and citations)."],
+    "hard": ["Hard shape (benchmarks/generate.py): tiered nodes; sizes from the Azure 2017 VM distribution,",
+             "utilisation from Bitbrains GWA-T-12 (see benchmarks/data/README.md for origin, terms and citations)."],
+    "enterprise": ["Enterprise shape (benchmarks/generate.py): identical nodes; Bitbrains GWA-T-12 VMs with their own",
+                   "sizes and utilisation (see benchmarks/data/README.md for origin, terms and citations)."],
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.generate", description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, required=True)
@@ -1187,18 +1238,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-rules", dest="rules", action="store_false", help="no plb_* tags, locks or HA rules")
     parser.add_argument("--maintenance", action="store_true", help="put the first node in maintenance mode")
-    parser.add_argument("--fill", type=float, default=0.65, help="assigned memory / cluster memory (default 0.65)")
-    parser.add_argument("--imbalance", type=float, default=0.6, help="0 even .. 1 very uneven (default 0.6)")
+    parser.add_argument("--shape", choices=SHAPES, default="mild",
+                        help="mild (default), or a hard shape that starts lopsided, over-committed and with broken "
+                             "rules: hard (tiered nodes), enterprise (Bitbrains VMs on identical nodes)")
+    parser.add_argument("--fill", type=float, default=None,
+                        help="assigned memory / cluster memory (default 0.65; hard shapes 0.75, in [0.6, 0.8])")
+    parser.add_argument("--imbalance", type=float, default=0.6, help="0 even .. 1 very uneven (default 0.6; mild only)")
     parser.add_argument("--name", default=None, help="cluster name")
     parser.add_argument("-o", "--output", default="-", help="file to write (.yaml, or .json); '-' for stdout")
     args = parser.parse_args(argv)
     try:
         data = generate_cluster(args.nodes, args.guests, args.seed, rules=args.rules, maintenance=args.maintenance,
-                                name=args.name, fill=args.fill, imbalance=args.imbalance)
+                                name=args.name, fill=args.fill, imbalance=args.imbalance, shape=args.shape)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    facts = summary(data)
+    facts = summary(data) + (shape_summary(data) if args.shape != "mild" else [])
     command = ["python", "-m", "benchmarks.generate"] + list(sys.argv[1:] if argv is None else argv)
     if args.output != "-" and args.output.lower().endswith(".json"):
         text = json.dumps(data, indent=1) + "\n"
@@ -1206,8 +1261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = to_yaml(data, [
             "proxlb-opt cluster model (format v1), generated; do not edit by hand, regenerate instead:",
             "  " + shlex.join(command),
-            "Sizes from the Azure 2017 VM distribution, utilisation from Bitbrains GWA-T-12, node shapes from",
-            "Alibaba openb 2023 (see benchmarks/data/README.md for origin, terms and citations).",
+            *SOURCES[args.shape],
             *facts,
         ])
     if args.output == "-":

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
 import yaml
 
-from benchmarks.generate import generate_cluster, load_catalog, main, to_yaml
+from benchmarks.generate import generate_cluster, load_catalog, main, reference_cluster, to_yaml
 from proxlb_opt import check
 from proxlb_opt.cluster import cluster_from_dict, cluster_to_dict, load_model
 from proxlb_opt.config import Settings
@@ -240,3 +241,232 @@ def test_cli_writes_a_loadable_model(tmp_path, capsys):
 def test_cli_rejects_impossible_requests(capsys):
     assert main(["--nodes", "1", "--guests", "10", "--maintenance"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+# ----------------------------------------------------------------------------- hard shapes
+
+
+def judge(c, placement) -> list[check.Violation]:
+    """proxlb_opt's own checker with ProxLB's defaults (no overprovisioning), as the planner prepares it."""
+    settings = Settings()
+    return check.violations(c, derive_rules(c, settings), check.load_model(c, settings), placement)
+
+
+def kinds(violations) -> Counter:
+    return Counter(v.rule for v in violations)
+
+
+def used_pct(c) -> np.ndarray:
+    return 100 * c.node_mem_used_mib / c.node_mem_mib
+
+
+def unmovable(c) -> np.ndarray:
+    ignored = np.array([any(t.startswith("plb_ignore") for t in tags) for tags in c.guest_tags])
+    return ignored | np.array([lock is not None for lock in c.guest_lock]) | c.guest_template
+
+
+def pins_of(c, g: int) -> set[int]:
+    return {c.node_index(t[len("plb_pin_"):]) for t in c.guest_tags[g] if t.startswith("plb_pin_")}
+
+
+def pair(n_nodes: int, n_guests: int, seed: int = 1, **kw):
+    """(start cluster, reference cluster) of one hard instance."""
+    start = cluster_from_dict(generate_cluster(n_nodes, n_guests, seed, **kw), source="<start>")
+    return start, cluster_from_dict(reference_cluster(n_nodes, n_guests, seed, **kw), source="<reference>")
+
+
+@pytest.fixture(scope="module")
+def lopsided():
+    """The 40 x 750 hard instance of the harness (and of models/lopsided-40.yaml)."""
+    return pair(40, 750, shape="hard")
+
+
+def test_hard_shapes_are_deterministic_and_seeded():
+    for shape, n_nodes, n_guests in (("hard", 20, 300), ("enterprise", 12, 400)):
+        first = generate_cluster(n_nodes, n_guests, 5, shape=shape)
+        assert generate_cluster(n_nodes, n_guests, 5, shape=shape) == first
+        assert generate_cluster(n_nodes, n_guests, 6, shape=shape) != first
+        assert reference_cluster(n_nodes, n_guests, 5, shape=shape) == reference_cluster(n_nodes, n_guests, 5,
+                                                                                        shape=shape)
+
+
+def test_the_mild_shape_is_the_default():
+    mild = generate_cluster(8, 80, 1)
+    assert generate_cluster(8, 80, 1, shape="mild") == mild
+    assert generate_cluster(8, 80, 1, fill=0.65) == mild
+
+
+def test_reference_differs_from_the_start_only_in_placement_and_node_usage():
+    data = generate_cluster(20, 300, 2, shape="hard")
+    ref = reference_cluster(20, 300, 2, shape="hard")
+    placement_keys = {"node"}
+    usage_keys = {"memory_used", "cpu_usage", "disk_used"}
+    assert [{k: v for k, v in g.items() if k not in placement_keys} for g in data["guests"]] == \
+        [{k: v for k, v in g.items() if k not in placement_keys} for g in ref["guests"]]
+    assert [{k: v for k, v in n.items() if k not in usage_keys} for n in data["nodes"]] == \
+        [{k: v for k, v in n.items() if k not in usage_keys} for n in ref["nodes"]]
+    assert data["ha_rules"] == ref["ha_rules"] and data["cluster"] == ref["cluster"]
+    assert [g["node"] for g in data["guests"]] != [g["node"] for g in ref["guests"]]
+
+
+@pytest.mark.parametrize("n_nodes,n_guests,tiers", [
+    (40, 750, {128: 16, 256: 14, 512: 10}),
+    (100, 1000, {128: 40, 256: 35, 512: 25}),
+    (64, 10_000, {128: 26, 256: 22, 512: 16}),
+    (5, 60, {128: 2, 256: 2, 512: 1}),
+])
+def test_hard_nodes_come_in_tiers_with_threads_proportionate_to_memory(n_nodes, n_guests, tiers):
+    data = generate_cluster(n_nodes, n_guests, 1, shape="hard")
+    mem_gib = np.array([int(n["memory"].rstrip("G")) for n in data["nodes"]])
+    threads = np.array([n["cpus"] for n in data["nodes"]])
+    assert dict(Counter(mem_gib.tolist())) == tiers
+    assert (np.diff(mem_gib) >= 0).all()  # the old small nodes first
+    per_gib = threads / mem_gib
+    assert per_gib.min() >= 1 / 4 and per_gib.max() <= 1.3 * per_gib.min()  # proportionate (1.25x, in steps of 8)
+    assert len(set(threads.tolist())) > len(tiers)  # a newer batch in some tier
+
+
+@pytest.mark.parametrize("shape,n_nodes,n_guests", [("hard", 40, 750), ("hard", 100, 1000), ("enterprise", 12, 400)])
+def test_hard_used_memory_is_strongly_skewed(shape, n_nodes, n_guests):
+    c, _ = pair(n_nodes, n_guests, shape=shape)
+    used = used_pct(c)
+    hot, cold = used >= 95, used < 25
+    assert hot.sum() == round(n_nodes / 5)  # a fifth of the nodes at >= 95 % ...
+    assert used.max() <= 98.6  # ... of physical RAM, never beyond
+    assert round(n_nodes / 3) - 1 <= cold.sum() <= round(n_nodes / 3) + n_nodes // 10  # about a third below 25 %
+    assert np.isin(c.guest_node, np.flatnonzero(hot)).mean() >= 0.5  # most guests are piled on the hot nodes
+    assert (used[~hot & ~cold] < 90).all()
+
+
+def test_hard_start_breaks_every_rule_family(lopsided):
+    c, ref = lopsided
+    found = judge(c, c.guest_node)
+    assert {"affinity", "anti-affinity", "pin"} <= set(kinds(found))
+    messages = " | ".join(v.message for v in found)
+    # HA rules: strict node-affinity (a pin), negative and positive resource-affinity, each broken once.
+    assert "HA rule only-" in messages and "keep-ha-pair-apart" in messages and "keep-ha-pair-together" in messages
+    split = [len({int(c.guest_node[g]) for g in members}) for members in tag_groups(c, "plb_affinity_").values()]
+    assert max(split) in (2, 3) and set(split) <= {1, 2, 3}
+    joined = [np.bincount(c.guest_node[members]).max() for members in tag_groups(c, "plb_anti_affinity_").values()]
+    assert max(joined) >= 2
+    # Against the reference's limits (not relaxed to the over-full start) capacity is broken too.
+    assert {"affinity", "anti-affinity", "pin", "capacity"} <= set(kinds(judge(ref, c.guest_node)))
+
+
+def test_hard_start_is_over_committed_on_the_hot_nodes(lopsided):
+    c, ref = lopsided
+    over = assigned(c, c.guest_mem_mib) > c.node_mem_mib
+    assert over.any() and (used_pct(c)[over] >= 95).all()
+    vcpus_over = assigned(c, c.guest_cpu_milli) > 2 * c.node_cpu_milli
+    assert (used_pct(c)[vcpus_over] >= 95).all()  # every other node stays within its limits
+    capacity = [v.message for v in judge(ref, c.guest_node) if v.rule == "capacity"]
+    over_names = {c.node_names[n] for n in np.flatnonzero(over)}
+    assert {m.split(":")[0] for m in capacity if "assigned memory" in m} == over_names
+
+
+def test_hard_broken_pins_point_at_full_big_nodes(lopsided):
+    c, ref = lopsided
+    biggest = c.node_mem_mib.max()
+    full = assigned(c, c.guest_mem_mib) > c.node_mem_mib
+    away = 0
+    for g in range(c.n_guests):
+        pins = pins_of(c, g)
+        if not pins:
+            continue
+        assert all(c.node_mem_mib[n] == biggest for n in pins)  # pinned to big nodes
+        assert int(ref.guest_node[g]) in pins
+        if int(c.guest_node[g]) not in pins:
+            away += 1
+            assert all(full[n] and used_pct(c)[n] >= 95 for n in pins)  # a repair must make room first
+    assert away >= 1
+
+
+def test_hard_unmovable_guests_stay_put(lopsided):
+    c, ref = lopsided
+    fixed = unmovable(c)
+    assert fixed.sum() >= 10
+    assert (c.guest_node[fixed] == ref.guest_node[fixed]).all()
+    legacy = np.array([any(t == "plb_ignore_legacy" for t in tags) for tags in c.guest_tags])
+    assert legacy.any() and (used_pct(c)[c.guest_node[legacy]] >= 95).all()  # on the hot nodes, for good
+
+
+def assert_reference_is_valid(c, ref) -> None:
+    assert judge(c, ref.guest_node) == []  # judged as the planner would, from the start
+    assert judge(ref, ref.guest_node) == []  # and against limits that are not relaxed to the start
+    # The hard limits with overprovisioning off, spelled out.
+    assert (assigned(ref, ref.guest_mem_mib) <= ref.node_mem_mib).all()
+    assert (assigned(ref, ref.guest_cpu_milli) <= 2 * ref.node_cpu_milli).all()
+    assert (ref.node_mem_used_mib <= ref.node_mem_mib).all()
+    assert (ref.node_disk_used_mib <= ref.node_disk_mib).all()
+    # The start is physically possible: used memory and local disk within the node.
+    assert (c.node_mem_used_mib <= c.node_mem_mib).all() and (c.node_disk_used_mib <= c.node_disk_mib).all()
+
+
+@pytest.mark.parametrize("shape,n_nodes,n_guests,seed,rules", [
+    ("hard", 40, 750, 1, True),
+    ("hard", 5, 60, 2, True),
+    ("hard", 8, 100, 3, True),
+    ("hard", 20, 300, 4, True),
+    ("hard", 100, 1000, 5, True),
+    ("hard", 20, 300, 6, False),
+    ("enterprise", 12, 400, 1, True),
+    ("enterprise", 6, 60, 7, True),
+    ("enterprise", 30, 900, 8, True),  # more guests than Bitbrains has VMs: rows repeat
+])
+def test_hard_reference_placement_is_valid_and_the_start_is_not(shape, n_nodes, n_guests, seed, rules):
+    c, ref = pair(n_nodes, n_guests, seed, shape=shape, rules=rules)
+    assert (c.n_nodes, c.n_guests) == (n_nodes, n_guests)
+    assert_reference_is_valid(c, ref)
+    broken = set(kinds(judge(ref, c.guest_node)))
+    assert "capacity" in broken
+    if rules:
+        assert {"affinity", "anti-affinity", "pin"} <= broken
+        derive_rules(c, Settings())  # and every tag and HA rule is usable
+    else:
+        assert not any(t.startswith("plb_") for tags in c.guest_tags for t in tags) and not c.ha_rules
+
+
+@pytest.mark.slow
+def test_largest_hard_instance_is_valid_skewed_and_broken():
+    c, ref = pair(64, 10_000, shape="hard")
+    assert_reference_is_valid(c, ref)
+    assert {"affinity", "anti-affinity", "pin", "capacity"} <= set(kinds(judge(ref, c.guest_node)))
+    used = used_pct(c)
+    assert (used >= 95).sum() == 13 and 20 <= (used < 25).sum() <= 27
+    over = (assigned(c, c.guest_mem_mib) > c.node_mem_mib) | (assigned(c, c.guest_cpu_milli) > 2 * c.node_cpu_milli)
+    assert (used[over] >= 95).all()
+    assert np.isin(c.guest_node, np.flatnonzero(used >= 95)).mean() >= 0.45
+
+
+def test_enterprise_shape_is_bitbrains_vms_on_identical_nodes():
+    c, _ = pair(12, 400, shape="enterprise")
+    assert len(set(c.node_mem_mib.tolist())) == 1 and len(set(c.node_cpu_milli.tolist())) == 1
+    assert c.node_mem_mib[0] % (64 * GIB) == 0
+    assert not c.guest_is_ct.any()
+    cat = load_catalog()
+    trace = set(zip(cat.util_cores.tolist(), ((cat.util_mem_mib + 64) // 128 * 128).clip(512).tolist()))
+    assert set(zip((c.guest_cpu_milli // 1000).tolist(), c.guest_mem_mib.tolist())) <= trace
+    fill = c.guest_mem_mib.sum() / c.node_mem_mib.sum()
+    assert 0.65 <= fill <= 0.8
+
+
+def test_hard_shape_arguments_are_checked():
+    for args, kw in [((40, 750, 1), {"shape": "lopsided"}), ((40, 750, 1), {"shape": "hard", "maintenance": True}),
+                     ((4, 400, 1), {"shape": "hard"}), ((10, 50, 1), {"shape": "hard"}),
+                     ((10, 200, 1), {"shape": "hard", "fill": 0.9}), ((10, 200, 1), {"shape": "enterprise", "fill": 0.5})]:
+        with pytest.raises(ValueError):
+            generate_cluster(*args, **kw)
+    with pytest.raises(ValueError, match="hard shapes"):
+        reference_cluster(8, 80, 1, shape="mild")
+
+
+def test_cli_writes_a_hard_shape_with_its_figures(tmp_path, capsys):
+    out = tmp_path / "h.yaml"
+    assert main(["--nodes", "20", "--guests", "300", "--seed", "3", "--shape", "hard", "-o", str(out)]) == 0
+    header = out.read_text().split("\nversion:", 1)[0]
+    assert "--shape hard" in header and "Hard shape" in header
+    assert re.search(r"# 4 nodes at >= 95 % used memory hold \d+ % of the guests", header)
+    assert re.search(r"broken at the start: \d+ affinity, \d+ anti-affinity, \d+ pin", header)
+    expected = cluster_from_dict(generate_cluster(20, 300, 3, shape="hard"))
+    assert cluster_to_dict(load_model(out)) == cluster_to_dict(expected)
+    assert "256 GiB x 7" in capsys.readouterr().err
