@@ -54,8 +54,9 @@ do: lopsided, over-committed and with broken rules, yet always with a valid answ
    nodes, the negative HA pair joined, the positive HA pair split. Skew: a fifth of the nodes (spread over
    the tiers in proportion, so they hold ~a fifth of the memory) are filled with free guests to 95.5-97.5 %
    used memory (never above 98.5 %: it is physical RAM), which takes their assigned memory well above their
-   memory; a third (leaning to the big tier) is drained to 4-15 %; the others keep 30 % or more where the
-   used memory allows. Ignored, locked, template and rule guests do not move in this step.
+   memory; a third (leaning to the big tier) gives first and is left at 15 % or less; the others give down to
+   30-45 %, and lower only if the hot nodes are still short. Only hot nodes go over their limits.
+   Ignored, locked, template and rule guests do not move in this step.
 
 The skew fractions hold from about 20 nodes up; smaller hard instances are coarser (a hot node may stay
 just short of 95 %), but the reference and the broken rules hold at any size.
@@ -478,17 +479,18 @@ def generate_cluster(n_nodes: int, n_guests: int, seed: int, *, rules: bool = Tr
                      shape: str = "mild") -> dict:
     """A realistic cluster model mapping (format v1); the same arguments give the same mapping.
 
-    fill: assigned memory of all guests as a fraction of the cluster's memory (approximate: node shapes
-    are discrete; capped near 0.8 so an uneven placement still fits, lower with `maintenance` on
-    small clusters so that node 0 can be drained). imbalance: 0 aims at equal node fill, 1 spreads the
+    fill: assigned memory of all guests as a fraction of the cluster's memory (default 0.65; approximate:
+    node shapes are discrete; capped near 0.8 so an uneven placement still fits, lower with `maintenance`
+    on small clusters so that node 0 can be drained). imbalance: 0 aims at equal node fill, 1 spreads the
     node targets from ~0 to twice the mean. rules: plb_* tags, locks, a template and two HA rules
     (clusters of fewer than 10 guests get none). maintenance: node 0 is in maintenance mode; its guests
     fit on the other nodes. ValueError when the guests cannot fit on `n_nodes` nodes of any shape.
 
     shape: "mild" (the above), or one of the hard shapes (module docstring): "hard" (tiered nodes) or
     "enterprise" (Bitbrains guests on identical nodes). They start lopsided, over-committed and with broken
-    rules; `reference_cluster` gives their valid reference placement. They take fill in [0.5, 0.8], need
-    at least 5 nodes and 8 guests per node, and have no maintenance variant; imbalance is mild-only.
+    rules; `reference_cluster` gives their valid reference placement. They take fill in [0.6, 0.8]
+    (default 0.75), need at least 5 nodes and 8 guests per node, and have no maintenance variant;
+    imbalance is mild-only.
     """
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
@@ -890,7 +892,8 @@ def _enterprise_nodes(n_nodes: int, sizes: _Sizes, fill: float) -> tuple[np.ndar
     """One node shape for all: memory in 64 GiB steps (e.g. 320 GiB = 10 x 32 GiB DIMMs) so that the guests
     fill about `fill` of it, one thread per GIB_PER_THREAD GiB or more when the guests' vCPUs need them."""
     total_gib = float(sizes.mem.sum()) / GIB
-    mem = max(64, round(total_gib / (fill * n_nodes) / 64) * 64, math.ceil(2 * sizes.mem.max(initial=0) / GIB / 64) * 64)
+    biggest_gib = float(sizes.mem.max(initial=0)) / GIB
+    mem = max(64, round(total_gib / (fill * n_nodes) / 64) * 64, math.ceil(2 * biggest_gib / 64) * 64)
     need = float(sizes.vcpus.sum()) / (VCPU_PER_CORE * HARD_VCPU_SHARE * n_nodes)
     threads = max(math.ceil(max(mem / GIB_PER_THREAD, need) / 8) * 8, int(sizes.vcpus.max(initial=1)))
     return np.full(n_nodes, threads, dtype=np.int64), np.full(n_nodes, mem, dtype=np.int64)
@@ -982,7 +985,7 @@ class _Start:
         self.vcpu = np.bincount(reference, weights=sizes.vcpus, minlength=n_nodes).astype(np.int64)
 
     def takes(self, g: int, n: int, ceiling: float) -> bool:
-        """Can node n take guest g, staying at most `ceiling` of its memory used (and, unless hot, within its limits)?"""
+        """Can node n take g, using at most `ceiling` of its memory (and, unless hot, within its limits)?"""
         if self.used[n] + self.mem_used[g] > ceiling * self.size[n]:
             return False
         return bool(self.hot[n] or (self.assigned[n] + self.mem[g] <= self.mem_cap[n]
@@ -1117,7 +1120,6 @@ def _generate_shaped(n_nodes: int, n_guests: int, seed: int, shape: str, rules: 
     else:
         sizes, row = _enterprise_guests(rng, cat, n_guests)
         cores, mem_gib = _enterprise_nodes(n_nodes, sizes, fill)
-        tier = np.zeros(n_nodes, dtype=np.int64)
     layout = _layout(rng, mem_gib)
     rule_set, faults = _choose_hard_rules(rng, sizes, cores, mem_gib, rules)
     usage = _draw_usage(rng, sizes, rule_set.templates, row)
@@ -1217,7 +1219,8 @@ def shape_summary(data: dict) -> list[str]:
     found: dict[str, int] = {}
     for v in check.violations(c, rules, check.load_model(c, settings), c.guest_node):
         found[v.rule] = found.get(v.rule, 0) + 1
-    lines.append("broken at the start: " + ", ".join(f"{found.get(k, 0)} {k}" for k in ("affinity", "anti-affinity", "pin")))
+    families = ("affinity", "anti-affinity", "pin")
+    lines.append("broken at the start: " + ", ".join(f"{found.get(k, 0)} {k}" for k in families))
     return lines
 
 

@@ -453,7 +453,8 @@ def test_enterprise_shape_is_bitbrains_vms_on_identical_nodes():
 def test_hard_shape_arguments_are_checked():
     for args, kw in [((40, 750, 1), {"shape": "lopsided"}), ((40, 750, 1), {"shape": "hard", "maintenance": True}),
                      ((4, 400, 1), {"shape": "hard"}), ((10, 50, 1), {"shape": "hard"}),
-                     ((10, 200, 1), {"shape": "hard", "fill": 0.9}), ((10, 200, 1), {"shape": "enterprise", "fill": 0.5})]:
+                     ((10, 200, 1), {"shape": "hard", "fill": 0.9}),
+                     ((10, 200, 1), {"shape": "enterprise", "fill": 0.5})]:
         with pytest.raises(ValueError):
             generate_cluster(*args, **kw)
     with pytest.raises(ValueError, match="hard shapes"):
