@@ -22,9 +22,10 @@ from benchmarks.generate import generate_cluster
 from proxlb_opt import check
 from proxlb_opt.cluster import cluster_from_dict
 from proxlb_opt.config import Settings
-from proxlb_opt.greedy import greedy_placement
+from proxlb_opt.greedy import proxlb_greedy
 from proxlb_opt.plan import Plan, diff, sequence
-from proxlb_opt.planner import limits, make_plan, prepare, time_model
+from proxlb_opt.planner import limits, make_plan, time_model
+from proxlb_opt.problem import build_problem
 
 DEFAULT_SIZES = "5x60,16x800,32x2000"
 
@@ -42,28 +43,29 @@ def run_instance(n_nodes: int, n_guests: int, seed: int, time_limit: float, para
     cluster = cluster_from_dict(generate_cluster(n_nodes, n_guests, seed), source=f"gen-{n_nodes}x{n_guests}-s{seed}")
     base = Settings(time_limit=time_limit, parallel=parallel > 1, parallel_jobs=parallel,
                     max_incoming_per_node=2, max_outgoing_per_node=2)
-    cl, rules, loads = prepare(cluster, base)
+    problem = build_problem(cluster, base).with_budget(None)
+    cl = problem.cluster
 
     start = time.perf_counter()
-    greedy = greedy_placement(cl, rules, loads, base, None)
+    greedy = proxlb_greedy(problem, None)
     greedy_seconds = time.perf_counter() - start
-    greedy_violations = check.violations(cl, rules, loads, greedy.placement)
+    greedy_violations = check.violations(problem, greedy.placement)
 
     settings = replace(base, max_migrations=greedy.balancing_moves)
     start = time.perf_counter()
     result = make_plan(cluster, settings, "cpsat")
     cpsat_wall = time.perf_counter() - start
-    steps = diff(cl, rules, result.placement, time_model(settings))
+    steps = diff(result.problem, result.placement, time_model(settings))
     start = time.perf_counter()
-    heuristic = sequence(cl, rules, loads, list(steps), limits(settings))
+    heuristic = sequence(result.problem, list(steps), limits(settings))
     heuristic_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    exact = sequence(cl, rules, loads, list(steps), limits(settings), exact_time_limit=2.0)
+    exact = sequence(result.problem, list(steps), limits(settings), exact_time_limit=2.0)
     exact_seconds = time.perf_counter() - start
     return {
         "instance": f"{n_nodes}x{n_guests}", "seed": seed, "budget": greedy.balancing_moves,
-        "spread_before": round(check.spread(cl, loads, rules, cl.guest_node), 2),
-        "greedy": {"spread": round(check.spread(cl, loads, rules, greedy.placement), 2),
+        "spread_before": round(check.spread(problem, cl.guest_node), 2),
+        "greedy": {"spread": round(check.spread(problem, greedy.placement), 2),
                    "migrations": int((greedy.placement != cl.guest_node).sum()),
                    "gib_moved": round(_gib_moved(cl, greedy.placement), 1), "seconds": round(greedy_seconds, 3),
                    "violations": len(greedy_violations)},

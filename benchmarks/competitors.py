@@ -41,7 +41,7 @@ from proxlb_opt import check
 from proxlb_opt.cluster import Cluster, cluster_from_dict
 from proxlb_opt.config import Settings
 from proxlb_opt.plan import Limits, Plan, Step, TimeModel, replay
-from proxlb_opt.planner import prepare
+from proxlb_opt.problem import build_problem
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -211,7 +211,7 @@ def _run_worker(job: dict, competitor: str, timeout: float) -> Answer:
 def _worker(job_path: str) -> int:
     """Child side: plan once (or bisect budgets) and print one JSON line."""
     from proxlb_opt.errors import ProxlbOptError
-    from proxlb_opt.greedy import greedy_placement
+    from proxlb_opt.greedy import proxlb_greedy
     from proxlb_opt.planner import limits as planner_limits
     from proxlb_opt.planner import make_plan
 
@@ -223,11 +223,11 @@ def _worker(job_path: str) -> int:
     elif job["algorithm"] == "greedy":
         settings = Settings(max_migrations=job["max_migrations"], time_limit=job["time_limit"])
         start = time.perf_counter()
-        cl, rules, loads = prepare(cluster, settings)
-        result = greedy_placement(cl, rules, loads, settings, job["max_migrations"])
+        problem = build_problem(cluster, settings)
+        result = proxlb_greedy(problem, job["max_migrations"])
         wall = time.perf_counter() - start
         out = {"placement": result.placement.tolist(), "wall_s": wall,
-               "waves": [[step] for step in proxlb_order(cl, result.placement)],
+               "waves": [[step] for step in proxlb_order(problem.cluster, result.placement)],
                "limits": {"parallel": 1, "incoming_per_node": 1, "outgoing_per_node": 1},
                "info": {"balancing_moves": result.balancing_moves, "maintenance_moves": result.maintenance_moves}}
     else:
@@ -436,7 +436,8 @@ def solver_cluster(cluster: Cluster, settings: Settings) -> dict:
     unmovable guests (ignore tags, locks, templates) as `ignore`; non-eligible nodes as maintenance.
     Soft node preferences (HA node-affinity, strict: 0) have no counterpart and are left out.
     """
-    cl, rules, loads = prepare(cluster, settings)
+    problem = build_problem(cluster, settings)
+    cl, rules, loads = problem.cluster, problem.rules, problem.loads
     disk_limit = next(lim for lim in loads.hard_limits if lim.name == "local disk")
     names = [str(int(v)) for v in cl.guest_vmid]
     nodes = []
@@ -537,14 +538,15 @@ def judge(instance: Instance, settings: Settings, answer: Answer) -> dict:
     }
     if answer.placement is None:
         return record
-    cl, rules, loads = prepare(instance.cluster, settings)
+    problem = build_problem(instance.cluster, settings).with_budget(None)
+    cl, rules = problem.cluster, problem.rules
     placement = np.asarray(answer.placement, dtype=np.int64)
-    found = check.violations(cl, rules, loads, placement)
+    found = check.violations(problem, placement)
     moved = placement != cl.guest_node
     record.update(
-        spread=round(check.spread(cl, loads, rules, placement), 4),
+        spread=round(check.spread(problem, placement), 4),
         migrations=int(moved.sum()),
-        balancing_moves=int((moved & ~rules.budget_free).sum()),
+        balancing_moves=int((moved & ~rules.mandatory).sum()),
         gib_moved=round(float(np.where(cl.guest_running, cl.guest_mem_used_mib, 0)[moved].sum()) / 1024, 2),
         local_disk_gib_moved=round(float(np.where(cl.guest_local_disk, cl.guest_disk_used_mib, 0)[moved].sum()) / 1024,
                                    2),
@@ -556,7 +558,7 @@ def judge(instance: Instance, settings: Settings, answer: Answer) -> dict:
         tm = TimeModel()
         steps = [Step(guest=g, source=s, target=t, reason="balance", seconds=tm.seconds(cl, g), wave=w)
                  for w, wave in enumerate(answer.waves) for g, s, t in wave]
-        problems = replay(cl, rules, loads, Plan(steps=tuple(steps), final_placement=placement), answer.limits)
+        problems = replay(problem, Plan(steps=tuple(steps), final_placement=placement), answer.limits)
         record.update(capacity_safe_order=not problems, order_problems=problems[:5], order_steps=len(steps))
     bound = answer.info.get("bound")
     if bound is not None:

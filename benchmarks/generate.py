@@ -1199,7 +1199,7 @@ def shape_summary(data: dict) -> list[str]:
     from proxlb_opt import check
     from proxlb_opt.cluster import cluster_from_dict
     from proxlb_opt.config import Settings
-    from proxlb_opt.rules import derive_rules
+    from proxlb_opt.problem import build_problem
 
     c = cluster_from_dict(data)
     used = 100 * c.node_mem_used_mib / c.node_mem_mib
@@ -1214,10 +1214,8 @@ def shape_summary(data: dict) -> list[str]:
     lines.append(f"{len(hot)} nodes at >= 95 % used memory hold {100 * np.isin(c.guest_node, hot).mean():.0f} % of "
                  f"the guests; {int((used < 25).sum())} nodes below 25 %; assigned memory above node memory on "
                  f"{int((assigned > 100).sum())} nodes (up to {assigned.max():.0f} %)")
-    settings = Settings()
-    rules = derive_rules(c, settings)
     found: dict[str, int] = {}
-    for v in check.violations(c, rules, check.load_model(c, settings), c.guest_node):
+    for v in check.violations(build_problem(c, Settings()).with_budget(None), c.guest_node):
         found[v.rule] = found.get(v.rule, 0) + 1
     families = ("affinity", "anti-affinity", "pin")
     lines.append("broken at the start: " + ", ".join(f"{found.get(k, 0)} {k}" for k in families))

@@ -38,7 +38,7 @@ from benchmarks.competitors import (Answer, Instance, judge, make_instance, min_
                                     run_proxlb_opt, run_proxlb_solver)
 from proxlb_opt import check
 from proxlb_opt.config import DEFAULT_MAX_MIGRATIONS, DEFAULT_TIME_LIMIT, Settings
-from proxlb_opt.planner import prepare
+from proxlb_opt.problem import build_problem
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -76,12 +76,13 @@ def probe_time_limit(time_limit: float) -> float:
 def bench_instance(inst: Instance, args: argparse.Namespace, competitor_python: Path | None, workdir: Path,
                    log: Callable[[str], None]) -> dict:
     settings = Settings()
-    cl, rules, loads = prepare(inst.cluster, settings)
+    problem = build_problem(inst.cluster, settings)
+    cl, rules = problem.cluster, problem.rules
     limit = args.time_limit or default_time_limit(inst.n_guests)
     record: dict[str, Any] = {
         "instance": inst.name, "size": inst.size, "variant": inst.variant, "seed": inst.seed,
         "n_nodes": inst.n_nodes, "n_guests": inst.n_guests, "time_limit": limit,
-        "spread_before": round(check.spread(cl, loads, rules, cl.guest_node), 4),
+        "spread_before": round(check.spread(problem, cl.guest_node), 4),
         "mandatory_guests": int(rules.mandatory.sum()), "runs": {},
     }
     runs = record["runs"]

@@ -2,9 +2,9 @@
 
 Before each migration the live cluster is read again (one `/cluster/resources` request plus the
 HA requests; local-disk facts are reused from the first read) and the step is re-validated: the
-guest still exists and sits on the source, is not locked, the target is online and not in
-maintenance, the guest still fits every hard limit there with the target's live load, and its
-pins and anti-affinity rules still allow it. A step that no longer applies is *skipped* (a guest
+guest still exists and sits on the source, is not locked, and the feasibility module (the one every
+planner uses) still allows it on the target: online, not in maintenance, every hard limit with the
+target's live load and the migrations still running held on their targets, pins and anti-affinity. A step that no longer applies is *skipped* (a guest
 already on its target is skipped as done-by-someone-else), never *failed*. The steps of a wave
 start together; the next wave starts when every task of this one has ended. A failed step stops
 the later steps that depend on it (the same guest's next hop, moves into the node it did not
@@ -17,15 +17,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 
-from proxlb_opt import check
 from proxlb_opt.adapters.proxmox import (ApiCallError, ProxmoxClient, collect_model, guest_tasks, pve_version,
                                          start_migration, task_status)
 from proxlb_opt.cluster import Cluster, cluster_from_dict, without_nodes
 from proxlb_opt.config import Settings
 from proxlb_opt.errors import CollectionError, InputError
-from proxlb_opt.rules import derive_rules
+from proxlb_opt.feasibility import Occupancy
+from proxlb_opt.problem import build_problem
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
@@ -110,8 +109,13 @@ class LiveState:
         return without_nodes(cluster_from_dict(model, source="proxmox-api"), self.settings.ignore_nodes)
 
 
-def recheck(cluster: Cluster, settings: Settings, step: PlannedStep) -> tuple[str, str] | None:
-    """None when the step may run now; otherwise (state, reason), state being skipped."""
+def recheck(cluster: Cluster, settings: Settings, step: PlannedStep,
+            running: dict[int, str] | None = None) -> tuple[str, str] | None:
+    """None when the step may run now; otherwise (skipped, reason).
+
+    The live cluster is judged with the feasibility module, every hard limit and rule included, with the
+    migrations still running (`running`: vmid → target node) held on their targets as PVE holds them.
+    """
     g = cluster.guest_index(step.vmid)
     if g is None:
         return SKIPPED, "guest no longer exists"
@@ -125,26 +129,19 @@ def recheck(cluster: Cluster, settings: Settings, step: PlannedStep) -> tuple[st
     t = cluster.node_index(step.target)
     if t is None:
         return SKIPPED, f"target {step.target} is not in the cluster"
-    if not cluster.node_online[t]:
-        return SKIPPED, f"target {step.target} is offline"
-    rules = derive_rules(cluster, settings)
-    if not rules.eligible[t]:
-        return SKIPPED, f"target {step.target} is in maintenance"
-    if not rules.allowed[g, t] and rules.movable[g]:
-        return SKIPPED, f"rules no longer allow {step.target} ({'; '.join(rules.pin_sources(g)) or 'not eligible'})"
-    if not rules.movable[g]:
+    problem = build_problem(cluster, settings)
+    g, t = problem.cluster.guest_index(step.vmid), problem.cluster.node_index(step.target)
+    if g is None or t is None:
+        return SKIPPED, f"{step.source} or {step.target} is ignored (proxmox_cluster.ignore_nodes)"
+    if not problem.rules.movable[g]:
         return SKIPPED, "the guest may no longer be moved (ignored, template, or type not balanced)"
-    loads = check.load_model(cluster, settings)
-    for limit in loads.hard_limits:
-        load = limit.base[t] + int(limit.demand[np.asarray(cluster.guest_node) == t].sum()) + int(limit.demand[g])
-        if load > limit.limit[t]:
-            return SKIPPED, f"no longer fits on {step.target} ({limit.name})"
-    for group in rules.anti_affinities:
-        if g in group.members:
-            partners = sum(1 for m in group.members if m != g and cluster.guest_node[m] == t)
-            if partners + 1 > group.per_node_cap:
-                return SKIPPED, f"{group.source}: a partner runs on {step.target}"
-    return None
+    occ = Occupancy(problem)
+    for vmid, target in (running or {}).items():
+        other, n = problem.cluster.guest_index(vmid), problem.cluster.node_index(target)
+        if other is not None and n is not None and occ.placement[other] != n:
+            occ.start(other, n)
+    why = occ.why_not([g], t, keep_groups=False)
+    return None if why is None else (SKIPPED, f"no longer allowed: {why}")
 
 
 @dataclass
@@ -167,7 +164,7 @@ class Executor:
             for result in report.results:
                 if result.step.wave != wave or result.state != "pending":
                     continue
-                self._start(live, result)
+                self._start(live, result, {r.step.vmid: r.step.target for r in running})
                 if result.state == "running":
                     running.append(result)
             self._wait(running)
@@ -176,14 +173,14 @@ class Executor:
                     self._skip_dependents(report, result)
         return report
 
-    def _start(self, live: LiveState, result: StepResult) -> None:
+    def _start(self, live: LiveState, result: StepResult, running: dict[int, str]) -> None:
         step = result.step
         try:
             cluster = live.refresh()
         except CollectionError as exc:
             self._finish(result, FAILED, f"cannot re-read the cluster: {exc}")
             return
-        verdict = recheck(cluster, self.settings, step)
+        verdict = recheck(cluster, self.settings, step, running)
         if verdict is not None:
             self._finish(result, verdict[0], verdict[1])
             return

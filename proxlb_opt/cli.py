@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from proxlb_opt import __version__
 from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_settings, parse_max_migrations
+from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import InputError, InternalError, ProxlbOptError
 
 app = typer.Typer(
@@ -105,7 +107,7 @@ def plan(
     method: Optional[str] = typer.Option(None, help=f"Balance by: {', '.join(METHODS)}."),
     mode: Optional[str] = typer.Option(None, help=f"Load figure: {', '.join(MODES)}."),
     max_migrations: Optional[str] = typer.Option(None, "--max-migrations", help="Budget of balancing moves ('none': unlimited)."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds for the whole plan (default 10)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds for the whole command, reading the model file included (default 10)."),
     algorithm: Optional[str] = typer.Option(None, help=f"Planner: {', '.join(ALGORITHMS)}."),
     maintenance: list[str] = typer.Option([], "--maintenance", help="Node to drain (repeatable; adds to the config)."),
     workers: Optional[int] = typer.Option(None, help="CP-SAT worker threads (default: 8, more on big machines)."),
@@ -119,7 +121,10 @@ def plan(
     from proxlb_opt.planner import make_plan
     from proxlb_opt.report import plan_dict, plan_renderable
 
+    started = time.monotonic()  # the time limit covers the whole command, reading the model included
     _setup_logging(verbose)
+    if time_limit is not None and not 0 < time_limit < float("inf"):
+        raise InputError("--time-limit: must be a positive number of seconds")
     budget = parse_max_migrations(max_migrations, "--max-migrations") if max_migrations is not None else None
     settings = _settings(
         config, method=_choice(method, METHODS, "--method"), mode=_choice(mode, MODES, "--mode"),
@@ -129,13 +134,16 @@ def plan(
         settings = settings.with_overrides(max_migrations=budget) if budget is not None else _unlimited(settings)
     if maintenance:
         settings = settings.with_overrides(maintenance_nodes=tuple(settings.maintenance_nodes) + tuple(maintenance))
-    if time_limit is not None and time_limit <= 0:
-        raise InputError("--time-limit: must be positive")
+    deadline = Deadline(settings.time_limit, start=started)
     cluster = _load_cluster(model, settings)
+    if model is None:
+        # Reading a live cluster is reported separately and not charged to the time limit.
+        log.info("read the live cluster in %.1f s", deadline.elapsed())
+        deadline = Deadline(settings.time_limit)
     if pareto or plot:
-        _pareto(cluster, settings, as_json, plot, time_limit)
+        _pareto(cluster, settings, as_json, plot, deadline)
         return
-    result = make_plan(cluster, settings)
+    result = make_plan(cluster, settings, deadline=deadline)
     _warn(result.warnings)
     _warn(result.notes)
     data = plan_dict(result)
@@ -147,15 +155,11 @@ def plan(
         _stdout().print(plan_renderable(result))
 
 
-def _pareto(cluster, settings: Settings, as_json: bool, plot: Optional[Path], time_limit: Optional[float]) -> None:
-    from dataclasses import replace
-
+def _pareto(cluster, settings: Settings, as_json: bool, plot: Optional[Path], deadline: Deadline) -> None:
     from proxlb_opt.report import pareto_dict, pareto_table
     from proxlb_opt.tradeoff import pareto_curve
 
-    if time_limit is None:  # one point per budget: a shorter default per point
-        settings = replace(settings, time_limit=min(settings.time_limit, 5.0))
-    points = pareto_curve(cluster, settings)
+    points = pareto_curve(cluster, settings, deadline)
     data = pareto_dict(cluster.name, points)
     if plot is not None:
         _plot_curve(points, plot, cluster.name)

@@ -1,135 +1,218 @@
-"""Choosing the placement: incumbents, CP-SAT (exact model or large-neighbourhood search), guarantees.
+"""Choosing the placement: repair first, then incumbents, then CP-SAT; the best valid answer wins.
 
-Two incumbents come first: the ProxLB-style greedy pass at the same migration budget and a
-rule-aware repair + descent (search.py). The better valid one is the CP-SAT hint. A model with
-few placement variables is solved whole (it can prove optimality); a larger one is improved by
-large-neighbourhood search with CP-SAT sub-problems until the time limit. Whatever comes out, the
-best valid placement among CP-SAT's, the descent's and greedy's is kept (spread first, then
-migration cost), so the answer is never worse than greedy at the same budget, and a time-out still
-yields a valid plan when any incumbent is valid.
+The pipeline, all on one Problem and one Deadline:
+(a) **repair**: the mandatory part alone (repair.py): a heuristic, then CP-SAT for the fewest moves
+    when the heuristic's count is not already the minimum. Its answer is valid for every budget;
+    the allowance of everything after it is its move count plus the budget. If no repair exists,
+    the rules in conflict are named (InfeasibleError); if none was found in time, SolveTimeoutError
+    (exit 5) — the only way this pipeline ends without a plan.
+(b) **incumbents**: the ProxLB-style greedy (when its answer is valid), the unit greedy from the
+    repair, and the unit-move local search from the best of them.
+(c) **CP-SAT**, warm-started from the best incumbent: the whole model when it is small enough (it can
+    prove optimality), large-neighbourhood search otherwise, or after the whole model when it did
+    not prove its answer in its share of the time.
+(d) the best valid placement (spread, then migration cost) among all of them is the answer, so it is
+    never worse than either greedy at the same budget.
+
+Time: each stage takes a share of what is left of the deadline; a share is kept for sequencing.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from proxlb_opt import check
-from proxlb_opt.check import LoadModel
-from proxlb_opt.cluster import Cluster
-from proxlb_opt.config import Settings
-from proxlb_opt.cpsat.explain import infeasible_error
-from proxlb_opt.cpsat.solve import SolverSettings, solve_lexicographic
+from proxlb_opt.bounds import budget_bounds, weighted_bound
+from proxlb_opt.cpsat.context import BuildOptions
+from proxlb_opt.cpsat.lns import large_neighbourhood_search
+from proxlb_opt.cpsat.solve import SolverSettings, solve_lexicographic, spread_pp, spread_units
+from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import InternalError, SolveTimeoutError
-from proxlb_opt.greedy import greedy_placement
-from proxlb_opt.planner import SPREAD_TOLERANCE
-from proxlb_opt.rules import RuleSet
-from proxlb_opt.search import budget_bounds, large_neighbourhood_search, repair_and_descend, score, weighted_bound
+from proxlb_opt.greedy import proxlb_greedy, unit_greedy
+from proxlb_opt.local_search import improve
+from proxlb_opt.problem import Problem
+from proxlb_opt.repair import RepairResult, lower_bound_moves, repair_exact, repair_heuristic, tightened_limits
 
 #: Above this many placement variables the whole model is not solved at once: LNS takes over.
 FULL_MODEL_MAX_VARS = 6000
-#: Share of the time limit the descent may use for the first incumbent.
-DESCENT_SHARE = 0.15
-#: Share of the time limit left for sequencing and replay after the placement search.
+#: Share of the time left kept for diffing, sequencing and replay.
 SEQUENCING_SHARE = 0.08
+#: Shares of the time left for the repair's CP-SAT stage and for the incumbents (greedies + local search).
+REPAIR_SHARE = 0.25
+INCUMBENT_SHARE = 0.2
 #: Share of the search time the whole model gets before neighbourhood search takes over (unless proven).
 EXACT_SHARE = 0.85
+#: Tolerance between the solver's own spread and the checker's: both use 0.01 pp resolution per resource.
+SPREAD_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
 class Outcome:
+    problem: Problem  # after the repair: its move count and tightened limits
     placement: np.ndarray
     status: str  # optimal | feasible
     bound: float | None
-    greedy_spread: float | None
+    repair: RepairResult
+    greedy_spread: float | None  # the ProxLB-style pass at the same budget (valid or not)
+    unit_greedy_spread: float | None
     notes: tuple[str, ...] = ()
     cost_proven: bool = False  # with status optimal: the migration cost is proven minimal too
 
 
-def variable_count(rules: RuleSet, restrict_to: np.ndarray | None = None) -> int:
-    domain = rules.allowed if restrict_to is None else rules.allowed & restrict_to
-    per_guest = domain.sum(axis=1)
+def variable_count(problem: Problem) -> int:
+    per_guest = problem.rules.allowed.sum(axis=1)
     return int(per_guest[per_guest > 1].sum())
 
 
-def optimize_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: Settings,
-                       restrict_to: np.ndarray | None = None) -> Outcome:
-    start = time.perf_counter()
-    # The time limit covers the whole plan: keep a share for diffing, sequencing and replay.
-    deadline = start + (1.0 - SEQUENCING_SHARE) * settings.time_limit
-    budget = settings.max_migrations
-    valid = lambda p: not check.violations(cluster, rules, loads, p, budget) and (  # noqa: E731
-        restrict_to is None or bool(restrict_to[np.arange(cluster.n_guests), p].all()))
+def solver_settings(problem: Problem) -> SolverSettings:
+    return SolverSettings(workers=problem.settings.workers, seed=problem.settings.seed)
 
-    greedy = greedy_placement(cluster, rules, loads, settings, budget).placement
-    greedy_spread = check.spread(cluster, loads, rules, greedy)
-    incumbents = [p for p in (greedy,) if valid(p)]
-    descent_seconds = min(0.5 * settings.time_limit, max(DESCENT_SHARE * settings.time_limit, 1.0))
-    descent = repair_and_descend(cluster, rules, loads, budget, start + descent_seconds)
-    if descent is not None and valid(descent):
-        incumbents.append(descent)
-    best = min(incumbents, key=lambda p: score(cluster, rules, loads, p)) if incumbents else None
-    solver = SolverSettings(time_limit=settings.time_limit, workers=settings.workers, seed=settings.seed,
-                            max_migrations=budget)
+
+def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None = None,
+             starts: tuple[np.ndarray, ...] = ()) -> Outcome:
+    """The best placement within the deadline. `repaired`: the repair of this problem, when known (the
+    points of a trade-off curve share one); `starts`: more valid placements to start from (the plan of
+    a smaller budget is valid for every larger one)."""
+    reserve = deadline.share(SEQUENCING_SHARE, at_least=0.2, at_most=2.0)
+    search = deadline.sub(deadline.remaining() - reserve)
     notes: list[str] = []
-    floors = budget_bounds(cluster, rules, loads, budget)
-    relaxation = weighted_bound(loads, floors)
+    if repaired is None:
+        repaired = find_repair(problem, search, notes)
+    problem = problem.with_repair(repaired.moves, tightened_limits(problem, repaired.placement))
+    _assert_valid(problem, repaired.placement, "repair")
 
-    if restrict_to is not None or best is None or variable_count(rules, restrict_to) <= FULL_MODEL_MAX_VARS:
-        remaining = max(0.5, deadline - time.perf_counter())
-        whole_share = 1.0 if restrict_to is not None else EXACT_SHARE
-        result = solve_lexicographic(cluster, rules, loads, solver,
-                                     hint=best if best is not None else cluster.guest_node,
-                                     time_limit=max(0.5, whole_share * remaining),
-                                     tolerance_pp=settings.optimality_tolerance,
-                                     spread_floor=floors if restrict_to is None else None, restrict_to=restrict_to)
-        if result.infeasible:
-            raise infeasible_error(cluster, rules, loads, budget)
-        bound = max(result.bound_spread, relaxation)
-        if result.placement is None:
-            if best is None:
-                raise SolveTimeoutError(f"no valid placement found within the time limit of {settings.time_limit:g} s "
-                                        f"(raise optimizer.time_limit or --time-limit)")
-            notes.append("CP-SAT found no solution in time; the best heuristic plan is used")
-            return Outcome(best, "feasible", bound, greedy_spread, tuple(notes))
-        _agree(cluster, rules, loads, result.placement, result.objective_spread)
-        placement, status, cost_proven = result.placement, result.status, result.cost_proven
-        if status != "optimal" and restrict_to is None and deadline - time.perf_counter() > 1.0:
-            # Not proven in its share of the time: neighbourhood search goes on from the best answer so far.
-            start_from = min([p for p in (placement, best) if p is not None], key=lambda p: score(cluster, rules, loads, p))
-            improved, stats = large_neighbourhood_search(cluster, rules, loads, solver, start_from, deadline,
-                                                         seed=settings.seed)
-            if score(cluster, rules, loads, improved) < score(cluster, rules, loads, placement):
-                placement = improved
-                notes.append(f"large-neighbourhood search improved the exact model's answer "
-                             f"({stats.improvements} of {stats.iterations} sub-problems)")
-    else:
-        placement, stats = large_neighbourhood_search(cluster, rules, loads, solver, best, deadline, seed=settings.seed)
-        status, bound, cost_proven = "feasible", relaxation, False
+    candidates = [repaired.placement]
+    candidates += [p for p in starts if not check.violations(problem, p)]
+    proxlb = proxlb_greedy(problem, problem.budget).placement
+    if not check.violations(problem, proxlb):
+        candidates.append(proxlb)
+    incumbent_time = search.sub(search.share(INCUMBENT_SHARE))
+    fair = unit_greedy(problem, repaired.placement, incumbent_time)
+    candidates.append(fair)
+    local = improve(problem, _best(problem, candidates), incumbent_time).placement
+    candidates.append(local)
+    best = _best(problem, candidates)
+    for name, placement in (("unit greedy", fair), ("local search", local)):
+        _assert_valid(problem, placement, name)
+
+    floors = budget_bounds(problem)
+    bound = weighted_bound(problem, floors)
+    placement, status, bound, cost_proven = _cpsat(problem, best, floors, bound, search, notes)
+    candidates.append(placement)
+    final = _best(problem, candidates)
+    if final is not candidates[-1] and status == "optimal":
+        cost_proven = False  # a heuristic plan tied or beat CP-SAT's: its cost is not the proven one
+    found = check.spread(problem, final)
+    if found - bound <= problem.settings.optimality_tolerance + 1e-9:
+        # A proven lower bound within the tolerance of the plan found, by whichever search: optimal.
+        status = "optimal"
+    return Outcome(problem=problem, placement=final, status=status, bound=min(bound, found), repair=repaired,
+                   greedy_spread=check.spread(problem, proxlb), unit_greedy_spread=check.spread(problem, fair),
+                   notes=tuple(notes), cost_proven=status == "optimal" and cost_proven)
+
+
+# ----------------------------------------------------------------------------- (a) repair
+
+
+def find_repair(problem: Problem, deadline: Deadline, notes: list[str]) -> RepairResult:
+    heuristic = repair_heuristic(problem, deadline)
+    if heuristic is not None and heuristic.proven_minimal:
+        return heuristic
+    free = None
+    if variable_count(problem) > FULL_MODEL_MAX_VARS:
+        free = _repair_neighbourhood(problem, heuristic)
+    exact = repair_exact(problem, solver_settings(problem), deadline.share(REPAIR_SHARE, at_least=min(
+        1.0, deadline.remaining())), heuristic, free)
+    options = [r for r in (heuristic, exact) if r is not None]
+    if not options:
+        raise SolveTimeoutError(f"no placement that repairs every rule was found within the time limit of "
+                                f"{problem.settings.time_limit:g} s (raise optimizer.time_limit or --time-limit)")
+    best = min(options, key=lambda r: (int(r.excess.sum()), r.moves, check.spread(problem, r.placement)))
+    if best.excess.any():
+        notes.append(_excess_note(problem, best))
+    return best
+
+
+def _repair_neighbourhood(problem: Problem, heuristic: RepairResult | None) -> np.ndarray:
+    """bool[g]: the guests a large repair model may move: units that must move or that the heuristic
+    moved, and every unit on the nodes they touch."""
+    rules, current = problem.rules, problem.current
+    free = rules.mandatory.copy()
+    for members in problem.units:
+        if len(set(current[members].tolist())) > 1:
+            free[members] = True
+    if heuristic is not None:
+        free |= heuristic.placement != current
+    touched = set(current[free].tolist())
+    if heuristic is not None:
+        touched |= set(heuristic.placement[free].tolist())
+    free |= np.isin(current, sorted(touched)) & rules.movable
+    return free
+
+
+def _excess_note(problem: Problem, repaired: RepairResult) -> str:
+    c, hard = problem.cluster, problem.hard
+    parts = [f"{c.node_names[n]} {hard.names[k]} {int(repaired.excess[n, k])} {hard.units[k]}"
+             for n, k in zip(*np.nonzero(repaired.excess))]
+    return ("still over capacity after the repair (no other node has room), never made worse: "
+            + ", ".join(parts[:6]) + (" …" if len(parts) > 6 else ""))
+
+
+# ----------------------------------------------------------------------------- (c) CP-SAT
+
+
+def _cpsat(problem: Problem, best: np.ndarray, floors: dict[str, float], bound: float, deadline: Deadline,
+           notes: list[str]) -> tuple[np.ndarray, str, float, bool]:
+    """CP-SAT from the incumbent `best`: (placement, status, bound, cost proven)."""
+    solver = solver_settings(problem)
+    if variable_count(problem) > FULL_MODEL_MAX_VARS:
+        placement, stats = large_neighbourhood_search(problem, solver, best, deadline)
         notes.append(f"large-neighbourhood search: {stats.iterations} CP-SAT sub-problems, "
                      f"{stats.improvements} improvements")
+        return placement, "feasible", bound, False
+    tolerance = spread_units(problem.settings.optimality_tolerance, problem)
+    result = solve_lexicographic(problem, solver, BuildOptions(hint=best, spread_floor=floors),
+                                 deadline.share(EXACT_SHARE), first_gap=tolerance)
+    if result.infeasible:
+        raise InternalError("CP-SAT found no plan although the repair is one; please report")
+    bound = max(bound, spread_pp(result.bounds.get("spread", 0), problem))
+    if not result.found:
+        notes.append("CP-SAT found no better plan in time; the best heuristic plan is used")
+        return best, "feasible", bound, False
+    _agree(problem, result.placement, spread_pp(result.values["spread"], problem))
+    placement = result.placement
+    status = "optimal" if result.proven.get("spread") else "feasible"
+    if status != "optimal" and deadline.remaining() > 1.0:
+        # Not proven in its share of the time: neighbourhood search goes on from the best answer so far.
+        start = _best(problem, [placement, best])
+        improved, stats = large_neighbourhood_search(problem, solver, start, deadline)
+        if check.score(problem, improved) < check.score(problem, placement):
+            placement = improved
+            notes.append(f"large-neighbourhood search improved the exact model's answer "
+                         f"({stats.improvements} of {stats.iterations} sub-problems)")
+    return placement, status, bound, result.proven.get("cost", False)
 
-    if best is not None and score(cluster, rules, loads, best) < score(cluster, rules, loads, placement):
-        # A better-scoring plan has no larger spread, so a spread proven within the tolerance stays proven.
-        placement, cost_proven = best, False
-        notes.append("a heuristic incumbent scored better within the time limit and is used")
-    found_spread = check.spread(cluster, loads, rules, placement)
-    if status != "optimal" and found_spread - bound <= settings.optimality_tolerance + 1e-9:
-        # A proven lower bound (CP-SAT's or the budget relaxation) within the tolerance of the plan found,
-        # by whichever search: that is what optimal within the tolerance means.
-        status = "optimal"
-    return Outcome(placement, status, bound, greedy_spread, tuple(notes), cost_proven=status == "optimal" and cost_proven)
 
-
-def _agree(cluster: Cluster, rules: RuleSet, loads: LoadModel, placement: np.ndarray, solver_spread: float | None) -> None:
+def _agree(problem: Problem, placement: np.ndarray, solver_spread: float) -> None:
     """The solver's own spread must bound the checker's recomputation (up to the 0.01 pp grid)."""
-    found = check.violations(cluster, rules, loads, placement)
-    if found:
-        raise InternalError(f"CP-SAT returned a placement the checker rejects: {found[0].message}")
-    if solver_spread is None:
-        return
-    recomputed = check.spread(cluster, loads, rules, placement)
+    _assert_valid(problem, placement, "CP-SAT")
+    recomputed = check.spread(problem, placement)
     if recomputed > solver_spread + SPREAD_TOLERANCE + 1e-9:
         raise InternalError(f"CP-SAT spread {solver_spread:.4f} disagrees with the checker's {recomputed:.4f}")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _best(problem: Problem, candidates: list[np.ndarray]) -> np.ndarray:
+    """The best-scoring candidate; the earliest wins ties (the order is deterministic)."""
+    scores = [check.score(problem, p) for p in candidates]
+    return candidates[min(range(len(candidates)), key=lambda i: (scores[i], i))]
+
+
+def _assert_valid(problem: Problem, placement: np.ndarray, who: str) -> None:
+    found = check.violations(problem, placement)
+    if found:
+        raise InternalError(f"the checker rejected the {who} placement: {found[0].message}")

@@ -1,8 +1,9 @@
-"""The planning pipeline: cluster → rules → greedy → CP-SAT → check → diff → sequence → replay.
+"""The planning pipeline: cluster → Problem → placement (optimizer.py) → diff → sequence → replay → PlanResult.
 
-`make_plan(cluster, settings)` is pure (no I/O) and returns a PlanResult that the CLI reports
-and `apply` executes. Every placement it returns has passed `check.violations`, every plan
-`plan.replay`; a disagreement between solver and checker raises InternalError.
+`make_plan(cluster, settings, deadline=...)` is pure (no I/O) and returns a PlanResult that the CLI
+reports and `apply` executes. Every placement it returns has passed `check.violations`, every plan
+`plan.replay`; a disagreement raises InternalError. When the chosen moves have no safe order, the
+guests that blocked it are kept in place and the placement is searched again, on the same deadline.
 """
 
 from __future__ import annotations
@@ -13,25 +14,22 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from proxlb_opt import check
-from proxlb_opt.check import LoadModel
-from proxlb_opt.cluster import Cluster, without_nodes
+from proxlb_opt.cluster import Cluster
 from proxlb_opt.config import Settings
-from proxlb_opt.errors import InternalError, SolveTimeoutError, UnsafePlanError
-from proxlb_opt.greedy import greedy_placement
+from proxlb_opt.deadline import Deadline
+from proxlb_opt.errors import InfeasibleError, InternalError, SolveTimeoutError, UnsafePlanError
+from proxlb_opt.greedy import proxlb_greedy
+from proxlb_opt.optimizer import optimize
 from proxlb_opt.plan import Limits, Plan, TimeModel, check_plan, diff, sequence
-from proxlb_opt.rules import RuleSet, derive_rules
+from proxlb_opt.problem import Problem, build_problem
+from proxlb_opt.repair import RepairResult, needs_repair
 
-#: Tolerance between the solver's own spread and the checker's: both use 0.01 pp resolution per resource.
-SPREAD_TOLERANCE = 0.02
 SEQUENCING_RETRIES = 3
 
 
 @dataclass(frozen=True, eq=False)
 class PlanResult:
-    cluster: Cluster
-    settings: Settings
-    rules: RuleSet
-    loads: LoadModel
+    problem: Problem
     algorithm: str
     status: str  # optimal | feasible | balanced | greedy
     placement: np.ndarray
@@ -44,10 +42,28 @@ class PlanResult:
     solve_seconds: float
     sequence_seconds: float
     greedy_spread: float | None = None
+    unit_greedy_spread: float | None = None
     violations: tuple[check.Violation, ...] = ()
     warnings: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
     cost_proven: bool = False  # status optimal and the migration cost proven minimal at that spread
+    repair: RepairResult | None = None  # the repair stage's answer (cpsat only)
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.problem.cluster
+
+    @property
+    def settings(self) -> Settings:
+        return self.problem.settings
+
+    @property
+    def rules(self):
+        return self.problem.rules
+
+    @property
+    def loads(self):
+        return self.problem.loads
 
     @property
     def gap(self) -> float | None:
@@ -55,20 +71,13 @@ class PlanResult:
 
     @property
     def mandatory_moves(self) -> int:
-        moved = check.moved_mask(self.cluster, self.placement)
-        return int((moved & self.rules.budget_free).sum())
+        """Moves the repair needed (outside the budget); the plan may do them with other guests."""
+        return min(self.problem.repair_moves, self.plan.guests_moved)
 
     @property
     def memory_moved_mib(self) -> int:
-        moved = check.moved_mask(self.cluster, self.placement)
+        moved = check.moved_mask(self.problem, self.placement)
         return int(np.where(self.cluster.guest_running, self.cluster.guest_mem_used_mib, 0)[moved].sum())
-
-
-def prepare(cluster: Cluster, settings: Settings) -> tuple[Cluster, RuleSet, LoadModel]:
-    """Apply ignore_nodes, derive the rules and the load model."""
-    cluster = without_nodes(cluster, settings.ignore_nodes)
-    rules = derive_rules(cluster, settings)
-    return cluster, rules, check.load_model(cluster, settings)
 
 
 def time_model(settings: Settings) -> TimeModel:
@@ -80,99 +89,103 @@ def limits(settings: Settings) -> Limits:
                   outgoing_per_node=settings.max_outgoing_per_node)
 
 
-def sequencing_time_limit(settings: Settings) -> float:
-    """Seconds the exact wave model may take: a small share of the placement time limit."""
-    return min(2.0, max(0.2, 0.05 * settings.time_limit))
-
-
-def needs_action(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: Settings) -> bool:
-    """False when the spread is within balanciness and nothing is mandatory."""
-    current = np.asarray(cluster.guest_node)
-    if rules.budget_free.any():
+def needs_action(problem: Problem) -> bool:
+    """False when the spread is within balanciness and no rule or capacity needs repairing."""
+    if needs_repair(problem):
         return True
-    if check.violations(cluster, rules, loads, current):
-        return True
-    return check.spread(cluster, loads, rules, current) > settings.balanciness
+    return check.spread(problem, problem.current) > problem.settings.balanciness
 
 
-def make_plan(cluster: Cluster, settings: Settings, algorithm: str | None = None) -> PlanResult:
+def make_plan(cluster: Cluster, settings: Settings, algorithm: str | None = None,
+              deadline: Deadline | None = None) -> PlanResult:
+    """Plan with the settings' budget and time limit; `deadline` is the command's (default: starts now)."""
     algorithm = algorithm or settings.algorithm
-    cluster, rules, loads = prepare(cluster, settings)
-    current = np.asarray(cluster.guest_node, dtype=np.int64)
-    before = check.spread(cluster, loads, rules, current)
+    deadline = deadline or Deadline(settings.time_limit)
+    problem = build_problem(cluster, settings)
+    return plan_problem(problem, algorithm, deadline)
+
+
+def plan_problem(problem: Problem, algorithm: str, deadline: Deadline, repaired: RepairResult | None = None,
+                 starts: tuple[np.ndarray, ...] = ()) -> PlanResult:
+    current = problem.current
+    before = check.spread(problem, current)
     start = time.perf_counter()
-    if not needs_action(cluster, rules, loads, settings):
-        return _result(cluster, settings, rules, loads, algorithm, "balanced", current, None, start, before)
+    if not needs_action(problem):
+        return _result(problem, algorithm, "balanced", current, None, start, before, deadline)
+    if before <= problem.settings.balanciness and problem.budget != 0:
+        # Within the balanciness only what must change changes (rules, maintenance, capacity): as ProxLB,
+        # which does not balance below its threshold.
+        problem = problem.with_budget(0)
     if algorithm == "greedy":
-        greedy = greedy_placement(cluster, rules, loads, settings, settings.max_migrations)
-        found = tuple(check.violations(cluster, rules, loads, greedy.placement))
-        return _result(cluster, settings, rules, loads, algorithm, "greedy", greedy.placement, None, start, before,
-                       violations=found)
-    return _optimize(cluster, settings, rules, loads, start, before)
+        greedy = proxlb_greedy(problem, problem.budget)
+        found = tuple(check.violations(problem.with_budget(None), greedy.placement))
+        return _result(problem.with_budget(None), algorithm, "greedy", greedy.placement, None, start, before,
+                       deadline, violations=found)
+    return _optimize(problem, start, before, deadline, repaired, starts)
 
 
-def _optimize(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadModel, start: float,
-              before: float) -> PlanResult:
-    from proxlb_opt.optimizer import optimize_placement
-
-    restrict: np.ndarray | None = None
+def _optimize(problem: Problem, start: float, before: float, deadline: Deadline, repaired: RepairResult | None,
+              starts: tuple[np.ndarray, ...]) -> PlanResult:
     notes: list[str] = []
+    base = problem
+    unsafe: UnsafePlanError | None = None
     for attempt in range(SEQUENCING_RETRIES + 1):
-        outcome = optimize_placement(cluster, rules, loads, settings, restrict_to=restrict)
         try:
-            result = _result(cluster, settings, rules, loads, "cpsat", outcome.status, outcome.placement,
-                             outcome.bound, start, before, greedy_spread=outcome.greedy_spread,
+            outcome = optimize(problem, deadline, repaired, starts)
+        except (InfeasibleError, SolveTimeoutError):
+            if unsafe is None:
+                raise
+            raise unsafe from None  # keeping those guests in place made it impossible: the order is the problem
+        try:
+            result = _result(outcome.problem, "cpsat", outcome.status, outcome.placement, outcome.bound, start,
+                             before, deadline, greedy_spread=outcome.greedy_spread,
                              notes=tuple(notes + list(outcome.notes)))
-            return replace(result, cost_proven=outcome.cost_proven)
-        except UnsafePlanError as unsafe:
-            optional = [g for g in unsafe.guests if not rules.budget_free[g]]
+            if attempt:
+                # Proven, if at all, for the problem with guests kept in place, not for the cluster as it is.
+                result = replace(result, status="feasible")
+            return replace(result, cost_proven=outcome.cost_proven and not attempt,
+                           unit_greedy_spread=outcome.unit_greedy_spread, repair=outcome.repair)
+        except UnsafePlanError as exc:
+            unsafe = exc
+            optional = [g for g in exc.guests if not base.rules.mandatory[g]]
             if attempt == SEQUENCING_RETRIES or not optional:
                 raise
             # Feed the conflict back: the guests whose moves had no safe order stay where they are.
-            restrict = _keep_in_place(cluster, rules, optional, restrict)
+            problem = problem.keep_in_place(optional)
+            repaired, starts = None, ()  # both may move the guests now kept in place
             notes.append(f"re-solved keeping {len(optional)} guest(s) in place whose moves had no safe order")
     raise SolveTimeoutError("no capacity-safe plan found")  # pragma: no cover - the loop returns or raises
 
 
-def _keep_in_place(cluster: Cluster, rules: RuleSet, guests: list[int], restrict: np.ndarray | None) -> np.ndarray:
-    mask = rules.allowed.copy() if restrict is None else restrict.copy()
-    for g in guests:
-        mask[g] = False
-        mask[g, cluster.guest_node[g]] = True
-    return mask
-
-
-def _result(cluster: Cluster, settings: Settings, rules: RuleSet, loads: LoadModel, algorithm: str, status: str,
-            placement: np.ndarray, bound: float | None, start: float, before: float,
-            violations: tuple = (), greedy_spread: float | None = None, notes: tuple = ()) -> PlanResult:
-    if status not in ("greedy",):
-        found = check.violations(cluster, rules, loads, placement, settings.max_migrations)
+def _result(problem: Problem, algorithm: str, status: str, placement: np.ndarray, bound: float | None, start: float,
+            before: float, deadline: Deadline, violations: tuple = (), greedy_spread: float | None = None,
+            notes: tuple = ()) -> PlanResult:
+    if status != "greedy":
+        found = check.violations(problem, placement)
         if found:
             raise InternalError(f"the checker rejected the {algorithm} placement: {found[0].message}")
     seq_start = time.perf_counter()
-    tm = time_model(settings)
-    steps = diff(cluster, rules, placement, tm)
+    settings = problem.settings
+    steps = diff(problem, placement, time_model(settings))
     if violations:
         # A greedy plan that breaks rules is shown as it is, in its own order: it is the baseline, not ours.
         plan = _unsequenced(steps, placement)
     else:
-        plan = sequence(cluster, rules, loads, steps, limits(settings),
-                        exact_time_limit=sequencing_time_limit(settings))
-        check_plan(cluster, rules, loads, plan, limits(settings))
+        exact = min(2.0, max(0.0, 0.5 * deadline.remaining()))
+        plan = sequence(problem, steps, limits(settings), exact_time_limit=exact)
+        check_plan(problem, plan, limits(settings))
     sequence_seconds = time.perf_counter() - seq_start
-    spread_after = check.spread(cluster, loads, rules, placement)
+    spread_after = check.spread(problem, placement)
     if bound is not None:
         # The solver's bound lives on its 0.01 pp grid; the true spread may sit just below it.
         bound = min(bound, spread_after)
     return PlanResult(
-        cluster=cluster, settings=settings, rules=rules, loads=loads, algorithm=algorithm, status=status,
-        placement=placement, plan=plan, spread_before=before,
-        spread_after=spread_after,
-        spread_per_resource_before=check.spread_per_resource(cluster, loads, rules, cluster.guest_node),
-        spread_per_resource_after=check.spread_per_resource(cluster, loads, rules, placement),
-        bound=bound, solve_seconds=seq_start - start,
-        sequence_seconds=sequence_seconds, greedy_spread=greedy_spread, violations=tuple(violations),
-        warnings=rules.warnings, notes=notes,
+        problem=problem, algorithm=algorithm, status=status, placement=placement, plan=plan,
+        spread_before=before, spread_after=spread_after,
+        spread_per_resource_before=check.spread_per_resource(problem, problem.current),
+        spread_per_resource_after=check.spread_per_resource(problem, placement),
+        bound=bound, solve_seconds=seq_start - start, sequence_seconds=sequence_seconds,
+        greedy_spread=greedy_spread, violations=tuple(violations), warnings=problem.rules.warnings, notes=notes,
     )
 
 

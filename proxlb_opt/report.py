@@ -72,8 +72,8 @@ def _migration_mode(result: PlanResult, g: int) -> str:
 
 def node_dicts(result: PlanResult) -> list[dict[str, Any]]:
     c = result.cluster
-    before = check.node_percent(c, result.loads, c.guest_node)
-    after = check.node_percent(c, result.loads, result.placement)
+    before = check.node_percent(result.problem, c.guest_node)
+    after = check.node_percent(result.problem, result.placement)
     maintenance = {m.node for m in result.rules.maintenance}
     out = []
     for n, name in enumerate(c.node_names):
@@ -113,8 +113,10 @@ def plan_dict(result: PlanResult) -> dict[str, Any]:
         "optimality_tolerance": s.optimality_tolerance,
         "cost_proven": result.cost_proven,
         "greedy_spread": _r(result.greedy_spread),
+        "unit_greedy_spread": _r(result.unit_greedy_spread),
         "guests_moved": plan.guests_moved,
         "mandatory_migrations": result.mandatory_moves,
+        "mandatory_proven_minimal": bool(result.repair.proven_minimal) if result.repair is not None else None,
         "memory_moved_mib": result.memory_moved_mib,
         "parking_hops": plan.parking_hops,
         "waves": plan.waves,
@@ -254,7 +256,7 @@ def drain_dict(outcome) -> dict[str, Any]:
     result = outcome.result
     if result is not None:
         column = RESOURCES.index(result.loads.resources[0])
-        after = check.node_percent(result.cluster, result.loads, result.placement)
+        after = check.node_percent(result.problem, result.placement)
         data.update(
             guests_moved=result.plan.guests_moved, memory_moved_gib=round(result.memory_moved_mib / 1024, 2),
             spread_after=_r(result.spread_after), predicted_seconds=_r(result.plan.predicted_seconds, 1),

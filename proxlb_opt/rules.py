@@ -2,11 +2,11 @@
 
 `derive_rules(cluster, settings)` turns a Cluster and Settings into a RuleSet: the declared rules
 (Affinity, AntiAffinity, Pin, NodePreference, Ignore, Maintenance) plus what follows from them for
-every guest: may it move, where may it go, must it move, does its move count against the budget.
-Both the CP-SAT encoders and the independent checker read the same RuleSet; neither re-derives it.
-Rules that only unmovable guests break (a locked VM split from its affinity partner) cannot be
-repaired by any plan: they are relaxed here, with a warning, so the rest of the cluster can still
-be planned.
+every guest: may it move, where may it go, must it move. The CP-SAT encoders, the feasibility module
+and the independent checker all read the same RuleSet; none re-derives it. Rules that only unmovable
+guests break (a locked VM split from its affinity partner) cannot be repaired by any plan: they are
+relaxed here, with a warning, so the rest of the cluster can still be planned. An affinity group
+with one unmovable member is anchored: its other members may only run on that member's node.
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ class RuleSet:
     movable: np.ndarray  # bool[g]
     allowed: np.ndarray  # bool[g, n]: where the guest may be after the plan (only its node when unmovable)
     mandatory: np.ndarray  # bool[g]: its current node is not allowed, it must move
-    budget_free: np.ndarray  # bool[g]: its move repairs a rule or drains maintenance; outside the budget
     warnings: tuple[str, ...] = field(default=())
 
     def pin_sources(self, g: int) -> list[str]:
@@ -131,21 +130,21 @@ def derive_rules(cluster: Cluster, settings: Settings) -> RuleSet:
                             f"the rule applies to the others")
     allowed = _allowed(c, eligible, movable, pins)
     affinities = _relax_affinities(c, affinities, movable, warnings)
+    anchors = _anchor_affinities(c, affinities, movable, allowed)
     anti = _cap_anti_affinities(c, anti, movable, eligible, warnings)
 
     current = np.asarray(c.guest_node)
     mandatory = movable & ~allowed[np.arange(c.n_guests), current] if c.n_guests else np.zeros(0, dtype=bool)
-    _check_domains(c, allowed, movable, pins, maintenance_mask)
-    budget_free = _budget_free(c, mandatory, affinities, anti)
+    _check_domains(c, allowed, movable, pins + anchors, maintenance_mask)
     for g in np.flatnonzero(~movable & np.isin(current, np.flatnonzero(maintenance_mask))):
         warnings.append(f"{c.guest_label(g)} stays on maintenance node {c.node_names[current[g]]}: it cannot be moved "
                         f"({_ignore_reason(ignores, g)})")
-    for a in (allowed, movable, mandatory, budget_free, eligible):
+    for a in (allowed, movable, mandatory, eligible):
         a.setflags(write=False)
     return RuleSet(
         affinities=tuple(affinities), anti_affinities=tuple(anti), pins=tuple(pins), preferences=tuple(preferences),
         ignores=tuple(ignores), maintenance=tuple(maintenance), eligible=eligible, movable=movable,
-        allowed=allowed, mandatory=mandatory, budget_free=budget_free, warnings=tuple(warnings),
+        allowed=allowed, mandatory=mandatory, warnings=tuple(warnings),
     )
 
 
@@ -343,6 +342,27 @@ def _relax_affinities(c: Cluster, groups: list[Affinity], movable: np.ndarray, w
     return kept
 
 
+def _anchor_affinities(c: Cluster, groups: list[Affinity], movable: np.ndarray, allowed: np.ndarray) -> list[Pin]:
+    """A group with an unmovable member gathers on that member's node: the others' allowed set shrinks to it.
+
+    Returns the implied pins (for naming a guest that then has nowhere to go); `allowed` is narrowed in place.
+    """
+    implied = []
+    for group in groups:
+        anchors = {int(c.guest_node[g]) for g in group.members if not movable[g]}
+        if not anchors:
+            continue
+        anchor = anchors.pop()
+        for g in group.members:
+            if movable[g]:
+                keep = allowed[g, anchor]
+                allowed[g] = False
+                allowed[g, anchor] = keep
+                implied.append(Pin(guest=g, nodes=(anchor,), source=f"{group.source}, anchored on "
+                                                                  f"{c.node_names[anchor]} by a member that cannot move"))
+    return implied
+
+
 def _cap_anti_affinities(c: Cluster, groups: list[AntiAffinity], movable: np.ndarray, eligible: np.ndarray,
                          warnings: list[str]) -> list[AntiAffinity]:
     n_eligible = max(1, int(eligible.sum()))
@@ -359,19 +379,3 @@ def _cap_anti_affinities(c: Cluster, groups: list[AntiAffinity], movable: np.nda
                             f"at most {cap} per node")
         out.append(AntiAffinity(name=group.name, members=group.members, source=group.source, per_node_cap=cap))
     return out
-
-
-def _budget_free(c: Cluster, mandatory: np.ndarray, affinities: list[Affinity], anti: list[AntiAffinity]) -> np.ndarray:
-    """Guests whose moves repair something: they never count against the migration budget."""
-    free = mandatory.copy()
-    node = np.asarray(c.guest_node)
-    for group in affinities:
-        members = list(group.members)
-        if len(set(node[members].tolist())) > 1 or mandatory[members].any():
-            free[members] = True
-    for group in anti:
-        members = list(group.members)
-        counts = np.bincount(node[members], minlength=c.n_nodes)
-        if counts.max() > group.per_node_cap:
-            free[members] = True
-    return free

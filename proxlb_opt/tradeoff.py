@@ -1,8 +1,11 @@
-"""The trade-off curve: best spread found for migration budgets 0, 1, 2, 4, 8, … (pure).
+"""The trade-off curve: the best spread found for migration budgets 0, 1, 2, 4, 8, … (pure).
 
-Each point is a full planning run at that budget (`planner.make_plan`), so every point is a
-checked, replayed plan. The curve stops when more budget no longer helps (twice in a row), when
-the spread reaches zero, or when the budget covers every movable guest.
+Each point is a full planning run at that budget, so every point is a checked, replayed plan. The
+points share one repair (the same mandatory moves) and one deadline, split evenly over the budgets
+still to come; each point starts from the previous point's placement, which is valid for every
+larger budget, so the spread never rises along the curve. The curve stops when more budget no
+longer helps (twice in a row), when the spread reaches zero, or when the budget covers every
+movable guest.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from dataclasses import dataclass, replace
 
 from proxlb_opt.cluster import Cluster
 from proxlb_opt.config import Settings
-from proxlb_opt.planner import PlanResult, make_plan
+from proxlb_opt.deadline import Deadline
+from proxlb_opt.planner import PlanResult, plan_problem
+from proxlb_opt.problem import build_problem
 
 MAX_POINTS = 14
 
@@ -38,25 +43,24 @@ def budgets(limit: int) -> list[int]:
     return sorted(set(out))
 
 
-def pareto_curve(cluster: Cluster, settings: Settings) -> list[CurvePoint]:
-    movable = None
+def pareto_curve(cluster: Cluster, settings: Settings, deadline: Deadline | None = None) -> list[CurvePoint]:
+    deadline = deadline or Deadline(settings.time_limit)
+    problem = build_problem(cluster, replace(settings, balanciness=0.0))
+    candidates = budgets(max(1, int(problem.rules.movable.sum())))
     points: list[CurvePoint] = []
+    previous: PlanResult | None = None
     stalls = 0
-    b, candidates = 0, None
-    while True:
-        result = make_plan(cluster, replace(settings, max_migrations=b, balanciness=0.0), "cpsat")
-        if movable is None:
-            movable = int(result.rules.movable.sum())
-            candidates = budgets(max(1, movable))
+    for i, b in enumerate(candidates):
+        share = deadline.sub(deadline.remaining() / (len(candidates) - i))
+        starts = () if previous is None else (previous.placement,)
+        repaired = None if previous is None else previous.repair
+        result = plan_problem(problem.with_budget(b), "cpsat", share, repaired=repaired, starts=starts)
         points.append(_point(b, result))
-        if len(points) > 1 and points[-1].spread >= points[-2].spread - 1e-6:
-            stalls += 1
-        else:
-            stalls = 0
-        nxt = [c for c in candidates if c > b]
-        if not nxt or stalls >= 2 or points[-1].spread <= 1e-6:
-            return points
-        b = nxt[0]
+        stalls = stalls + 1 if len(points) > 1 and points[-1].spread >= points[-2].spread - 1e-6 else 0
+        if stalls >= 2 or points[-1].spread <= 1e-6 or deadline.expired():
+            break
+        previous = result
+    return points
 
 
 def _point(budget: int, result: PlanResult) -> CurvePoint:

@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-import numpy as np
-
-from proxlb_opt import check
 from proxlb_opt.bestnode import NEW_VMID
 from proxlb_opt.cluster import Cluster, with_guest
 from proxlb_opt.config import Settings
+from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import InfeasibleError, InputError
-from proxlb_opt.planner import PlanResult, make_plan, prepare
+from proxlb_opt.planner import PlanResult, make_plan
+from proxlb_opt.problem import build_problem
 
 
 @dataclass(frozen=True)
@@ -29,14 +28,14 @@ class DrainOutcome:
     reason: str = ""
 
 
-def drain(cluster: Cluster, settings: Settings, nodes: tuple[str, ...]) -> DrainOutcome:
+def drain(cluster: Cluster, settings: Settings, nodes: tuple[str, ...], deadline: Deadline | None = None) -> DrainOutcome:
     unknown = [n for n in nodes if n not in cluster.node_names]
     if unknown:
         raise InputError(f"--drain: unknown node {unknown[0]!r} (nodes: {', '.join(cluster.node_names)})")
     scenario = replace(settings, maintenance_nodes=tuple(settings.maintenance_nodes) + tuple(nodes),
                        max_migrations=None, balanciness=0.0)
     try:
-        return DrainOutcome(nodes, True, make_plan(cluster, scenario, "cpsat"))
+        return DrainOutcome(nodes, True, make_plan(cluster, scenario, "cpsat", deadline=deadline))
     except InfeasibleError as exc:
         return DrainOutcome(nodes, False, None, str(exc))
 
@@ -52,25 +51,24 @@ class Headroom:
 
 
 def headroom(cluster: Cluster, settings: Settings, guest: Mapping[str, Any]) -> Headroom:
-    base_cluster, rules, loads = prepare(cluster, settings)
-    eligible = np.flatnonzero(rules.eligible)
+    base = build_problem(cluster, settings)
+    eligible = base.eligible_nodes
     if eligible.size == 0:
         return Headroom({}, {})
-    probe = with_guest(base_cluster, {"vmid": NEW_VMID, "name": "probe", "status": "running", **guest,
-                                      "node": base_cluster.node_names[int(eligible[0])]})
-    probe_loads = check.load_model(probe, settings)
+    probe = build_problem(with_guest(base.cluster, {"vmid": NEW_VMID, "name": "probe", "status": "running", **guest,
+                                                     "node": base.cluster.node_names[int(eligible[0])]}), settings)
+    need = probe.hard.demand[-1]
+    load = base.hard.load(base.current)
     per_node, limiting = {}, {}
     for n in eligible:
         best, why = None, ""
-        for base_limit, limit in zip(loads.hard_limits, probe_loads.hard_limits):
-            need = int(limit.demand[-1])
-            if need <= 0:
+        for k, name in enumerate(base.hard.names):
+            if need[k] <= 0:
                 continue
-            used = base_limit.base[n] + int(base_limit.demand[base_cluster.guest_node == n].sum())
-            room = max(0, int(base_limit.limit[n]) - used) // need
+            room = max(0, int(base.hard.limit[n, k] - load[n, k])) // int(need[k])
             if best is None or room < best:
-                best, why = room, limit.name
-        name = base_cluster.node_names[int(n)]
-        per_node[name] = int(best if best is not None else 0)
-        limiting[name] = why
+                best, why = room, name
+        node = base.cluster.node_names[int(n)]
+        per_node[node] = int(best if best is not None else 0)
+        limiting[node] = why
     return Headroom(per_node, limiting)

@@ -6,10 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from proxlb_opt import check
 from proxlb_opt.cluster import Cluster, cluster_from_dict
 from proxlb_opt.config import Settings
-from proxlb_opt.rules import RuleSet, derive_rules
+from proxlb_opt.problem import Problem, build_problem
 
 
 def node(name: str, memory: str = "64G", cpus: int = 16, **extra: Any) -> dict:
@@ -28,9 +27,8 @@ def cluster(nodes: list[dict], guests: list[dict], ha_rules: list[dict] | None =
     return cluster_from_dict(data, source="<test>")
 
 
-def problem(c: Cluster, settings: Settings | None = None) -> tuple[RuleSet, check.LoadModel]:
-    settings = settings or Settings(workers=1)
-    return derive_rules(c, settings), check.load_model(c, settings)
+def problem(c: Cluster, settings: Settings | None = None) -> Problem:
+    return build_problem(c, settings or Settings(workers=1))
 
 
 def placement_of(c: Cluster, result_placement: np.ndarray) -> dict[int, str]:

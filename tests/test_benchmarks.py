@@ -23,7 +23,7 @@ from proxlb_opt import check
 from proxlb_opt.cluster import cluster_from_dict
 from proxlb_opt.config import Settings
 from proxlb_opt.plan import Limits
-from proxlb_opt.planner import prepare
+from proxlb_opt.problem import build_problem
 
 JUDGED_FIELDS = {"competitor", "ok", "error", "timed_out", "wall_s", "process_s", "peak_rss_mib", "info", "spread",
                  "migrations", "balancing_moves", "gib_moved", "local_disk_gib_moved", "violations",
@@ -67,19 +67,20 @@ def test_records_have_the_judged_fields_and_consistent_figures(quick_run):
         assert set(rec["runs"]) == {"greedy", "cpsat@greedy", "cpsat-default"}
         model = generate_cluster(rec["n_nodes"], rec["n_guests"], rec["seed"], rules=rec["variant"] != "plain",
                                  maintenance=rec["variant"] == "maintenance")
-        cl, rules, loads = prepare(cluster_from_dict(model), settings)
-        assert rec["spread_before"] == pytest.approx(check.spread(cl, loads, rules, cl.guest_node), abs=1e-3)
+        p = build_problem(cluster_from_dict(model), settings).with_budget(None)
+        cl, rules = p.cluster, p.rules
+        assert rec["spread_before"] == pytest.approx(check.spread(p, cl.guest_node), abs=1e-3)
         for key, run in rec["runs"].items():
             assert JUDGED_FIELDS <= set(run), key
             assert run["ok"] and run["error"] is None and not run["timed_out"]
             assert run["peak_rss_mib"] > 10 and run["process_s"] >= run["wall_s"] >= 0
             placement = _placement_from_moves(cl, run["moves"])
             # Every figure re-derived from the recorded moves with the checker agrees with the record.
-            assert run["spread"] == pytest.approx(check.spread(cl, loads, rules, placement), abs=1e-3)
+            assert run["spread"] == pytest.approx(check.spread(p, placement), abs=1e-3)
             assert run["migrations"] == len(run["moves"]) == int((placement != cl.guest_node).sum())
-            assert run["violations"] == len(check.violations(cl, rules, loads, placement))
+            assert run["violations"] == len(check.violations(p, placement))
             moved = placement != cl.guest_node
-            assert run["balancing_moves"] == int((moved & ~rules.budget_free).sum())
+            assert run["balancing_moves"] == int((moved & ~rules.mandatory).sum())
             ram = np.where(cl.guest_running, cl.guest_mem_used_mib, 0)[moved].sum() / 1024
             assert run["gib_moved"] == pytest.approx(ram, abs=0.01)
         greedy, cpsat = rec["runs"]["greedy"], rec["runs"]["cpsat@greedy"]
@@ -114,7 +115,8 @@ def small(tmp_path_factory):
 
 
 def test_judge_flags_broken_rules_and_an_unsafe_order(small):
-    cl, rules, loads = prepare(small.cluster, Settings())
+    p = build_problem(small.cluster, Settings())
+    cl, rules = p.cluster, p.rules
     group = next(a for a in rules.anti_affinities if len(a.members) >= 2 and all(rules.movable[g] for g in a.members))
     first, second = group.members[:2]
     placement = np.array(cl.guest_node, dtype=np.int64)
@@ -165,7 +167,8 @@ def test_proxlb_json_is_parsed_from_its_mixed_output(small):
 
 
 def test_solver_cluster_maps_nodes_guests_and_rules(small):
-    cl, rules, loads = prepare(small.cluster, Settings())
+    p = build_problem(small.cluster, Settings())
+    cl, rules = p.cluster, p.rules
     data = solver_cluster(small.cluster, Settings())
     assert {"name", "description", "balancing", "nodes", "vms", "constraints", "expect"} <= set(data)
     assert [n["name"] for n in data["nodes"]] == list(cl.node_names)

@@ -16,6 +16,7 @@ from proxlb_opt import check
 from proxlb_opt.cluster import cluster_from_dict, cluster_to_dict, load_model
 from proxlb_opt.config import Settings
 from proxlb_opt.planner import make_plan
+from proxlb_opt.problem import build_problem
 from proxlb_opt.rules import derive_rules
 
 GIB = 1024
@@ -201,8 +202,7 @@ def test_generated_rules_are_satisfiable(n_nodes, n_guests, seed, maintenance):
     result = make_plan(c, settings, "cpsat")
     assert result.status in ("optimal", "feasible")
     assert not result.violations
-    assert check.violations(result.cluster, result.rules, result.loads, result.placement,
-                            settings.max_migrations) == []
+    assert check.violations(result.problem, result.placement) == []
     assert not result.warnings  # nothing had to be relaxed
     if maintenance:
         assert not ((result.placement == 0) & result.rules.movable).any()
@@ -248,8 +248,7 @@ def test_cli_rejects_impossible_requests(capsys):
 
 def judge(c, placement) -> list[check.Violation]:
     """proxlb_opt's own checker with ProxLB's defaults (no overprovisioning), as the planner prepares it."""
-    settings = Settings()
-    return check.violations(c, derive_rules(c, settings), check.load_model(c, settings), placement)
+    return check.violations(build_problem(c, Settings()).with_budget(None), placement)
 
 
 def kinds(violations) -> Counter:

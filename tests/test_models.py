@@ -15,6 +15,7 @@ from proxlb_opt.cluster import (GUEST_KEYS, HA_RULE_KEYS, NODE_KEYS, TOP_KEYS, c
                                 load_model)
 from proxlb_opt.config import Settings
 from proxlb_opt.planner import make_plan
+from proxlb_opt.problem import build_problem
 from proxlb_opt.rules import derive_rules
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -81,7 +82,7 @@ def test_demo_cpsat_beats_greedy(demo):
     assert opt.spread_after < 2  # well under the 10 pp balanciness
     assert opt.status in ("optimal", "feasible")
     assert not opt.violations
-    assert check.violations(opt.cluster, opt.rules, opt.loads, opt.placement, settings.max_migrations) == []
+    assert check.violations(opt.problem, opt.placement) == []
     assert 0 < len(opt.plan.steps)
 
     greedy = make_plan(demo, settings, "greedy")
@@ -124,11 +125,10 @@ def test_lopsided_40_is_what_the_generator_makes():
     assert (c.n_nodes, c.n_guests) == (40, 750)
     assert cluster_to_dict(c) == cluster_to_dict(cluster_from_dict(generate_cluster(40, 750, 1, shape="hard")))
     # It starts broken, and its reference placement is a valid answer.
-    settings = Settings()
-    prepared = (derive_rules(c, settings), check.load_model(c, settings))
-    assert check.violations(c, *prepared, c.guest_node)
+    p = build_problem(c, Settings()).with_budget(None)
+    assert check.violations(p, c.guest_node)
     reference = cluster_from_dict(reference_cluster(40, 750, 1, shape="hard")).guest_node
-    assert check.violations(c, *prepared, reference) == []
+    assert check.violations(p, reference) == []
 
 
 # ----------------------------------------------------------------------------- documentation

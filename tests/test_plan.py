@@ -5,8 +5,8 @@ import pytest
 
 from proxlb_opt.errors import UnsafePlanError
 from proxlb_opt.plan import Limits, Step, TimeModel, diff, replay, sequence
-from proxlb_opt.planner import make_plan, prepare
-from tests.builders import cluster, fast, guest, node
+from proxlb_opt.planner import make_plan
+from tests.builders import cluster, fast, guest, node, problem
 
 TM = TimeModel()
 
@@ -17,26 +17,26 @@ def _swap_cluster(third_node_memory: str):
 
 
 def _swap_steps(c, target):
-    s = fast()
-    cl, rules, loads = prepare(c, s)
-    return cl, rules, loads, diff(cl, rules, np.array(target), TM)
+    p = problem(c, fast())
+    return p, diff(p, np.array(target), TM)
 
 
 def test_swap_of_full_nodes_uses_a_parking_hop():
-    cl, rules, loads, steps = _swap_steps(_swap_cluster("32G"), [1, 0])
-    plan = sequence(cl, rules, loads, steps, Limits())
+    p, steps = _swap_steps(_swap_cluster("32G"), [1, 0])
+    cl = p.cluster
+    plan = sequence(p, steps, Limits())
     assert plan.parking_hops == 1
     hops = [(s.guest, cl.node_names[s.source], cl.node_names[s.target], s.hop) for s in plan.steps]
     assert hops[0][1:] == ("a", "c", 1) or hops[0][1:] == ("b", "c", 1)
     assert all(s.via == 2 for s in plan.steps if s.hop)
     assert plan.final_placement.tolist() == [1, 0]
-    assert replay(cl, rules, loads, plan, Limits()) == []
+    assert replay(p, plan, Limits()) == []
 
 
 def test_swap_without_room_is_reported_blocked_with_guests_named():
-    cl, rules, loads, steps = _swap_steps(_swap_cluster("8G"), [1, 0])
+    p, steps = _swap_steps(_swap_cluster("8G"), [1, 0])
     with pytest.raises(UnsafePlanError) as err:
-        sequence(cl, rules, loads, steps, Limits())
+        sequence(p, steps, Limits())
     message = str(err.value)
     assert "vm:1 (g1) cannot enter b until vm:2 (g2) leaves" in message
     assert "vm:2 (g2) cannot enter a until vm:1 (g1) leaves" in message
@@ -47,22 +47,22 @@ def test_live_migration_holds_memory_on_both_nodes():
     # b can take g1 (20G) only after g2 (20G) has left: two waves, never one.
     c = cluster([node("a", "32G"), node("b", "32G"), node("c", "64G")],
                 [guest(1, "a", "20G"), guest(2, "b", "20G"), guest(3, "c", "1G")])
-    cl, rules, loads = prepare(c, fast())
-    steps = diff(cl, rules, np.array([1, 2, 2]), TM)
-    plan = sequence(cl, rules, loads, steps, Limits(parallel=4, incoming_per_node=2, outgoing_per_node=2))
+    p = problem(c, fast())
+    steps = diff(p, np.array([1, 2, 2]), TM)
+    plan = sequence(p, steps, Limits(parallel=4, incoming_per_node=2, outgoing_per_node=2))
     wave_of = {s.guest: s.wave for s in plan.steps}
     assert wave_of[0] > wave_of[1]
 
 
 def test_replay_catches_overlap_and_limits():
     c = cluster([node("a", "32G"), node("b", "32G")], [guest(1, "a", "20G"), guest(2, "b", "20G")])
-    cl, rules, loads = prepare(c, fast())
+    p = problem(c, fast())
     from proxlb_opt.plan import Plan
     bad = Plan(steps=(Step(0, 0, 1, "balance", 10.0, wave=0), Step(1, 1, 0, "balance", 10.0, wave=0)),
                final_placement=np.array([1, 0]))
-    problems = replay(cl, rules, loads, bad, Limits(parallel=2, incoming_per_node=1, outgoing_per_node=1))
-    assert any("used memory" in p for p in problems)
-    assert any("exceed the parallel limit" in p for p in replay(cl, rules, loads, bad, Limits(parallel=1)))
+    problems = replay(p, bad, Limits(parallel=2, incoming_per_node=1, outgoing_per_node=1))
+    assert any("used memory" in x for x in problems)
+    assert any("exceed the parallel limit" in x for x in replay(p, bad, Limits(parallel=1)))
 
 
 def test_anti_affinity_partners_never_meet_mid_plan():
@@ -70,13 +70,12 @@ def test_anti_affinity_partners_never_meet_mid_plan():
     c = cluster([node("a"), node("b"), node("c")],
                 [guest(1, "a", "4G", tags=["plb_anti_affinity_x"]), guest(2, "b", "4G", tags=["plb_anti_affinity_x"]),
                  guest(3, "c", "4G")])
-    cl, rules, loads = prepare(c, fast())
-    steps = diff(cl, rules, np.array([1, 2, 2]), TM)
-    plan = sequence(cl, rules, loads, steps, Limits(parallel=4, incoming_per_node=4, outgoing_per_node=4),
-                    exact_time_limit=1.0)
+    p = problem(c, fast())
+    steps = diff(p, np.array([1, 2, 2]), TM)
+    plan = sequence(p, steps, Limits(parallel=4, incoming_per_node=4, outgoing_per_node=4), exact_time_limit=1.0)
     wave_of = {s.guest: s.wave for s in plan.steps}
     assert wave_of[0] > wave_of[1]
-    assert replay(cl, rules, loads, plan, Limits(parallel=4, incoming_per_node=4, outgoing_per_node=4)) == []
+    assert replay(p, plan, Limits(parallel=4, incoming_per_node=4, outgoing_per_node=4)) == []
 
 
 def test_parallel_limits_and_wave_timing():
@@ -107,9 +106,8 @@ def test_exact_waves_not_longer_than_heuristic():
     c = cluster([node(f"n{i}", "64G") for i in range(4)],
                 [guest(i, "n0", f"{2 + (i % 4) * 4}G") for i in range(1, 10)])
     s = fast(parallel=True, parallel_jobs=2, max_incoming_per_node=1, max_outgoing_per_node=2, max_migrations=None)
-    cl, rules, loads = prepare(c, s)
     result = make_plan(c, s)
-    heuristic = sequence(cl, rules, loads, list(diff(cl, rules, result.placement, TM)),
+    heuristic = sequence(result.problem, list(diff(result.problem, result.placement, TM)),
                          Limits(parallel=2, incoming_per_node=1, outgoing_per_node=2))
     assert result.plan.predicted_seconds <= heuristic.predicted_seconds + 1e-9
 
@@ -137,4 +135,4 @@ def test_unorderable_anti_affinity_swap_is_resolved_by_keeping_guests_in_place()
     c = cluster_from_dict(generate_cluster(6, 21, 230))
     result = make_plan(c, fast(time_limit=3, balanciness=10))
     assert result.plan.steps and result.spread_after < result.spread_before
-    assert replay(result.cluster, result.rules, result.loads, result.plan, Limits()) == []
+    assert replay(result.problem, result.plan, Limits()) == []

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxlb_opt.check import LoadModel
-from proxlb_opt.cluster import Cluster
-from proxlb_opt.rules import RuleSet
+from proxlb_opt.problem import Problem
 
 
-def idle_guests(cluster: Cluster, rules: RuleSet, loads: LoadModel) -> np.ndarray:
+def idle_guests(problem: Problem) -> np.ndarray:
     """bool[g]: guests whose move changes no balanced load (see the module docstring)."""
-    idle = rules.movable & ~rules.budget_free & ~rules.mandatory & ~loads.demand.any(axis=1)
+    rules, loads = problem.rules, problem.loads
+    idle = rules.movable & ~rules.mandatory & ~loads.demand.any(axis=1)
     for group in (*rules.affinities, *rules.anti_affinities):
         idle[list(group.members)] = False
     for preference in rules.preferences:
@@ -34,12 +33,15 @@ def idle_guests(cluster: Cluster, rules: RuleSet, loads: LoadModel) -> np.ndarra
 
 
 def encode(ctx) -> None:
-    """Add the cut for every idle guest that has a placement variable on its own node."""
-    if ctx.options.explain:
+    """Add the cut for every idle guest that has a placement variable on its own node.
+
+    Not in the repair model: there, moving an idle guest off a node over its capacity lowers the excess.
+    """
+    if ctx.options.explain or ctx.options.repair:
         return
     home = np.asarray(ctx.cluster.guest_node, dtype=np.int64)
     fixed: dict[str, np.ndarray] = {}  # per hard limit: base + the guests fixed on each node, computed once
-    for g in np.flatnonzero(idle_guests(ctx.cluster, ctx.rules, ctx.loads)):
+    for g in np.flatnonzero(idle_guests(ctx.problem)):
         g = int(g)
         if (g, int(home[g])) not in ctx.x:
             continue  # fixed (by its domain or a neighbourhood): nothing to cut

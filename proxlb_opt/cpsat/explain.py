@@ -7,24 +7,23 @@ a small set of rules that cannot all hold together.
 
 from __future__ import annotations
 
-from proxlb_opt.check import LoadModel
-from proxlb_opt.cluster import Cluster
-from proxlb_opt.cpsat.build import BuildOptions, build
-from proxlb_opt.errors import InfeasibleError
-from proxlb_opt.rules import RuleSet
 from ortools.sat.python import cp_model
 
+from proxlb_opt.cpsat.build import build
+from proxlb_opt.cpsat.context import BuildOptions
+from proxlb_opt.errors import InfeasibleError
+from proxlb_opt.problem import Problem
 
-def conflicting_rules(cluster: Cluster, rules: RuleSet, loads: LoadModel, max_migrations: int | None,
-                      time_limit: float = 10.0) -> tuple[str, ...]:
-    built = build(cluster, rules, loads, BuildOptions(max_migrations=max_migrations, explain=True))
+
+def conflicting_rules(problem: Problem, time_limit: float = 10.0) -> tuple[str, ...]:
+    built = build(problem, BuildOptions(explain=True))
     literals = built.ctx.rule_literals
     model = built.model
     model.ClearObjective()
     model.AddAssumptions([lit for lit, _ in literals])
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1  # cores are only reported by the single-worker search
-    solver.parameters.max_time_in_seconds = time_limit
+    solver.parameters.max_time_in_seconds = max(0.1, time_limit)
     status = solver.Solve(model)
     if status != cp_model.INFEASIBLE:
         return ()
@@ -32,8 +31,8 @@ def conflicting_rules(cluster: Cluster, rules: RuleSet, loads: LoadModel, max_mi
     return tuple(sorted(name for lit, name in literals if lit.Index() in core))
 
 
-def infeasible_error(cluster: Cluster, rules: RuleSet, loads: LoadModel, max_migrations: int | None) -> InfeasibleError:
-    names = conflicting_rules(cluster, rules, loads, max_migrations)
+def infeasible_error(problem: Problem, time_limit: float = 10.0) -> InfeasibleError:
+    names = conflicting_rules(problem, time_limit)
     if not names:
         return InfeasibleError("the rules cannot all hold together (no smaller conflict could be isolated)")
     return InfeasibleError("the rules cannot all hold together: " + "; ".join(names), conflicts=names)

@@ -1,139 +1,154 @@
-"""The one place that maps CP-SAT's status to results or errors.
+"""The one place that runs CP-SAT and maps its status to results.
 
-`solve_placement` builds, solves and decodes; it returns a SolveResult with the placement, the
-status (optimal / feasible), the solver's bound on the spread and wall time. `solve_lexicographic`
-solves the same model in two phases (the spread, then the migration cost at that spread), which
-proves optimality far sooner than one weighted objective. INFEASIBLE becomes an
-InfeasibleError naming the rules in conflict (explain.py); no solution in time becomes None so the
-caller can fall back to a valid incumbent.
+`solve_lexicographic` minimizes objective kinds one after the other on one model (the spread, then
+the migration cost at that spread; or for the repair: the excess over capacity, then the number of
+moves): each stage keeps the previous stages' values. Phases prove optimality far sooner than one
+weighted objective (8×80 at a 14-move budget: the spread alone proved in 9 s against 28 s on 2
+workers). The first stage may stop within an absolute tolerance (the spread's `optimality_tolerance`).
+`solve_weighted` minimizes one weighted sum (spread first, cost as tie-breaker) for the many short
+sub-problems of neighbourhood search. INFEASIBLE is reported, never raised here: the caller names
+the rules in conflict (explain.py). No solution in time gives `placement=None`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-from proxlb_opt.check import PERCENT_SCALE, LoadModel
-from proxlb_opt.cluster import Cluster
-from proxlb_opt.cpsat.build import BuildOptions, Built, build, decode
+from proxlb_opt.cpsat.build import Built, add_hint, build, decode
+from proxlb_opt.cpsat.context import BuildOptions
+from proxlb_opt.cpsat.families.pinning import PREFERENCE_WEIGHT
 from proxlb_opt.errors import InternalError
-from proxlb_opt.rules import RuleSet
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    time_limit: float = 10.0
-    workers: int = 0  # 0: the machine's core count, at least 2
-    seed: int = 7
-    max_migrations: int | None = None
-
-
-@dataclass(frozen=True)
-class SolveResult:
-    placement: np.ndarray | None  # None: no solution within the time limit
-    status: str  # "optimal" | "feasible" | "unknown"
-    objective_spread: float | None  # spread (pp, weighted) per the solver's own objective
-    bound_spread: float  # lower bound on the weighted spread, percentage points
-    seconds: float
-    infeasible: bool = False
-    cost_proven: bool = False  # solve_lexicographic: the migration cost is proven minimal for the spread found
-
+from proxlb_opt.loads import PERCENT_SCALE
+from proxlb_opt.problem import Problem
 
 #: CP-SAT's portfolio needs several differently configured workers to shine; on 2 cores 8 time-shared
 #: workers still found better plans than 2 (8×80 at a 13-move budget: 1.37 vs 3.95 pp in 10 s).
 DEFAULT_WORKERS = 8
 
 
+@dataclass(frozen=True)
+class SolverSettings:
+    workers: int = 0  # 0: DEFAULT_WORKERS, or the core count when higher (at most 16)
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    placement: np.ndarray | None  # None: no solution within the time limit (or infeasible)
+    infeasible: bool
+    values: dict[str, int] = field(default_factory=dict)  # objective value reached, per stage
+    bounds: dict[str, int] = field(default_factory=dict)  # proven lower bound, per stage
+    proven: dict[str, bool] = field(default_factory=dict)  # the stage ended OPTIMAL (within its gap limit)
+    seconds: float = 0.0
+
+    @property
+    def found(self) -> bool:
+        return self.placement is not None
+
+
 def worker_count(requested: int) -> int:
     return requested if requested > 0 else max(DEFAULT_WORKERS, min(16, os.cpu_count() or 1))
 
 
-def make_solver(settings: SolverSettings, time_limit: float | None = None) -> cp_model.CpSolver:
+def make_solver(settings: SolverSettings, time_limit: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     params = solver.parameters
-    params.max_time_in_seconds = float(time_limit if time_limit is not None else settings.time_limit)
+    params.max_time_in_seconds = max(0.01, float(time_limit))
     params.num_workers = worker_count(settings.workers)
     params.random_seed = settings.seed
     params.log_search_progress = False
     return solver
 
 
-def solve_placement(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: SolverSettings,
-                    hint: np.ndarray | None = None, restrict_to: np.ndarray | None = None,
-                    time_limit: float | None = None, spread_floor: dict[str, float] | None = None) -> SolveResult:
-    start = time.perf_counter()
-    built = build(cluster, rules, loads, BuildOptions(max_migrations=settings.max_migrations, hint=hint,
-                                                      restrict_to=restrict_to, spread_floor=spread_floor))
-    solver = make_solver(settings, time_limit)
-    status = solver.Solve(built.model)
-    seconds = time.perf_counter() - start
-    return _result(built, solver, status, seconds, loads)
+def spread_pp(value: float, problem: Problem) -> float:
+    """A spread objective value (hundredths of a point × weights) in percentage points."""
+    return value / PERCENT_SCALE * 100 / sum(problem.loads.weights)
 
 
-def solve_lexicographic(cluster: Cluster, rules: RuleSet, loads: LoadModel, settings: SolverSettings,
-                        hint: np.ndarray | None, time_limit: float, tolerance_pp: float,
-                        spread_floor: dict[str, float] | None = None,
-                        restrict_to: np.ndarray | None = None) -> SolveResult:
-    """Phase 1 minimizes the spread alone and stops once it is proven within `tolerance_pp`; phase 2
-    keeps the spread at most what phase 1 found and minimizes the migration cost (and soft preferences).
+def spread_units(pp: float, problem: Problem) -> int:
+    return int(pp * PERCENT_SCALE / 100 * sum(problem.loads.weights))
 
-    One weighted objective (weight · spread + cost) makes the solver prove both at once and was 2–3×
-    slower to prove the spread (8×80 at a 14-move budget: 28 vs 9 s on 2 workers, 56 vs 25 s on 8).
-    The phases also let a spread proven within the tolerance be reported as optimal when the cost
-    proof runs out of time; `cost_proven` is true only when phase 2 itself ended OPTIMAL.
+
+def solve_lexicographic(problem: Problem, settings: SolverSettings, options: BuildOptions, time_limit: float,
+                        stages: tuple[str, ...] = ("spread", "cost"), first_gap: int = 0) -> SolveResult:
+    """Minimize each kind of `stages` in turn, keeping the earlier ones at the values reached.
+
+    `first_gap` is an absolute gap limit for the first stage (in its own units). A later stage runs
+    only while time is left; its answer replaces the earlier one only when the solver found one.
     """
     start = time.perf_counter()
     deadline = start + time_limit
-    built = build(cluster, rules, loads, BuildOptions(max_migrations=settings.max_migrations, hint=hint,
-                                                      restrict_to=restrict_to, spread_floor=spread_floor))
-    spread = sum(built.primary_terms) if built.primary_terms else 0
-    built.model.Minimize(spread)
+    built = build(problem, options)
+    values, bounds, proven = {}, {}, {}
+    placement = None
+    for i, kind in enumerate(stages):
+        expr = _expression(built, kind)
+        remaining = deadline - time.perf_counter()
+        if i > 0 and (remaining < 0.05 or placement is None):
+            break
+        built.model.Minimize(expr)
+        solver = make_solver(settings, remaining)
+        if i == 0 and first_gap > 0:
+            solver.parameters.absolute_gap_limit = float(first_gap)
+        status = solver.Solve(built.model)
+        if status == cp_model.MODEL_INVALID:
+            raise InternalError(f"CP-SAT rejected the model as invalid: {built.model.Validate()[:200]}")
+        if status == cp_model.INFEASIBLE:
+            if i == 0:
+                return SolveResult(None, True, seconds=time.perf_counter() - start)
+            break  # cannot happen (the previous answer satisfies it); keep that answer
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            if i == 0:
+                bounds[kind] = int(solver.BestObjectiveBound())
+            break
+        placement = decode(built, solver)
+        values[kind] = int(round(solver.ObjectiveValue()))
+        bounds[kind] = int(solver.BestObjectiveBound())
+        proven[kind] = status == cp_model.OPTIMAL
+        built.model.Add(expr <= values[kind])  # later stages keep this one
+        add_hint(built.ctx, placement)
+    return SolveResult(placement, False, values, bounds, proven, time.perf_counter() - start)
+
+
+def solve_weighted(problem: Problem, settings: SolverSettings, options: BuildOptions,
+                   time_limit: float) -> SolveResult:
+    """One objective: W · spread + cost, W larger than any cost, so the spread comes first."""
+    start = time.perf_counter()
+    built = build(problem, options)
+    spread = _expression(built, "spread")
+    cost = _expression(built, "cost")
+    weight = 1 + _cost_upper_bound(built)
+    built.model.Minimize(weight * spread + cost)
     solver = make_solver(settings, time_limit)
-    solver.parameters.absolute_gap_limit = tolerance_pp * PERCENT_SCALE / 100 * sum(loads.weights)
     status = solver.Solve(built.model)
-    first = _result(built, solver, status, time.perf_counter() - start, loads, primary_weight=1)
-    if first.placement is None or not built.secondary_terms:
-        # Nothing to minimize after the spread: the cost is proven whenever the spread is.
-        return replace(first, cost_proven=first.placement is not None and status == cp_model.OPTIMAL)
-    remaining = deadline - time.perf_counter()
-    if remaining < 0.1:
-        return first
-    built.model.Add(spread <= int(round(solver.ObjectiveValue())))
-    built.model.Minimize(sum(built.secondary_terms))
-    built.model.ClearHints()
-    for (g, n), var in built.ctx.x.items():
-        built.model.AddHint(var, int(first.placement[g] == n))
-    second_solver = make_solver(settings, remaining)
-    second = second_solver.Solve(built.model)
-    if second not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return replace(first, seconds=time.perf_counter() - start)
-    return replace(first, placement=decode(built, second_solver), seconds=time.perf_counter() - start,
-                   cost_proven=second == cp_model.OPTIMAL)
-
-
-def _weighted_spread(value: float, loads: LoadModel) -> float:
-    return value / PERCENT_SCALE * 100 / sum(loads.weights)
-
-
-def _result(built: Built, solver: cp_model.CpSolver, status: int, seconds: float, loads: LoadModel,
-            primary_weight: int | None = None) -> SolveResult:
     if status == cp_model.MODEL_INVALID:
         raise InternalError(f"CP-SAT rejected the model as invalid: {built.model.Validate()[:200]}")
     if status == cp_model.INFEASIBLE:
-        return SolveResult(None, "infeasible", None, 0.0, seconds, infeasible=True)
-    weight = built.primary_weight if primary_weight is None else primary_weight
-    bound = _weighted_spread(solver.BestObjectiveBound() // weight, loads)
+        return SolveResult(None, True, seconds=time.perf_counter() - start)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return SolveResult(None, "unknown", None, max(0.0, bound), seconds)
-    primary = sum(solver.Value(t) for t in built.primary_terms) if built.primary_terms else 0
-    return SolveResult(
-        placement=decode(built, solver),
-        status="optimal" if status == cp_model.OPTIMAL else "feasible",
-        objective_spread=_weighted_spread(primary, loads),
-        bound_spread=max(0.0, bound),
-        seconds=seconds,
-    )
+        return SolveResult(None, False, seconds=time.perf_counter() - start)
+    placement = decode(built, solver)
+    value = int(sum(solver.Value(t) for t in built.terms.spread)) if built.terms.spread else 0
+    return SolveResult(placement, False, {"spread": value}, {"spread": int(solver.BestObjectiveBound()) // weight},
+                       {"spread": status == cp_model.OPTIMAL}, time.perf_counter() - start)
+
+
+def _expression(built: Built, kind: str):
+    terms = getattr(built.terms, kind)
+    return sum(terms) if terms else 0
+
+
+def _cost_upper_bound(built: Built) -> int:
+    """Largest value the cost terms can take: every variable guest moved, every preference at its worst."""
+    ctx = built.ctx
+    movers = sorted({g for g, _ in ctx.x})
+    total = int(sum(int(ctx.loads.migration_cost[g]) for g in movers))
+    for pref in ctx.rules.preferences:
+        prios = [p for _, p in pref.priorities] or [0]
+        total += PREFERENCE_WEIGHT * (max(prios) - min(prios) + 1)
+    return total

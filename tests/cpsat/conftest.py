@@ -12,7 +12,7 @@ from tests.builders import fast, placement_of
 def plan():
     def run(c, **overrides):
         result = make_plan(c, fast(**overrides), overrides.pop("algorithm", None) if "algorithm" in overrides else None)
-        assert not check.violations(result.cluster, result.rules, result.loads, result.placement)
+        assert not check.violations(result.problem, result.placement)
         return result
     return run
 

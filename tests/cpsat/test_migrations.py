@@ -49,8 +49,7 @@ def test_idle_guests_are_stopped_diskless_and_free_of_rules():
         guest(4, "b", "8G", tags=["plb_anti_affinity_x"]),
         guest(5, "b", "8G"),  # running: its memory counts
     ])
-    rules, loads = problem(c)
-    assert [int(c.guest_vmid[g]) for g in np.flatnonzero(idle_guests(c, rules, loads))] == [1]
+    assert [int(c.guest_vmid[g]) for g in np.flatnonzero(idle_guests(problem(c)))] == [1]
 
 
 def test_idle_guest_stays_while_its_node_could_take_it_back(plan):
@@ -74,12 +73,12 @@ def test_idle_guest_may_move_to_free_a_hard_limit(plan):
 
 
 def test_cost_is_not_called_proven_when_phase_two_had_no_time():
+    from proxlb_opt.cpsat.context import BuildOptions
     from proxlb_opt.cpsat.solve import SolverSettings, solve_lexicographic
-    from tests.builders import problem
+    from tests.builders import fast, problem
 
     c = cluster([node("a"), node("b")], [guest(i, "a", "4G") for i in range(1, 5)])
-    rules, loads = problem(c)
-    # Under 0.1 s in all, phase 2 (the cost) never starts; phase 1 alone proves the spread.
-    result = solve_lexicographic(c, rules, loads, SolverSettings(workers=1, max_migrations=2), hint=None,
-                                 time_limit=0.09, tolerance_pp=0.0)
-    assert result.placement is not None and not result.cost_proven
+    # Under 0.05 s left after phase 1, phase 2 (the cost) never starts; phase 1 alone proves the spread.
+    result = solve_lexicographic(problem(c, fast(max_migrations=2)), SolverSettings(workers=1), BuildOptions(),
+                                 time_limit=0.04)
+    assert result.found and "cost" not in result.proven

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from proxlb_opt.cpsat.families import Terms
+from proxlb_opt.cpsat.context import Context, Terms
 
 
-def encode(ctx) -> Terms:
+def encode(ctx: Context) -> Terms:
     for group in ctx.rules.affinities:
         leader, *others = group.members
         nodes = sorted({n for g in group.members for n in range(ctx.cluster.n_nodes) if ctx.domain[g, n]})

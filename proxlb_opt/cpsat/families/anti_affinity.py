@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from proxlb_opt.cpsat.families import Terms
+from proxlb_opt.cpsat.context import Context, Terms
 
 
-def encode(ctx) -> Terms:
+def encode(ctx: Context) -> Terms:
     for group in ctx.rules.anti_affinities:
         for n in range(ctx.cluster.n_nodes):
             fixed = sum(1 for g in group.members if ctx.fixed_node[g] == n)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from proxlb_opt.cpsat.families import Terms
+from proxlb_opt.cpsat.context import Context, Terms
 
 
-def encode(ctx) -> Terms:
+def encode(ctx: Context) -> Terms:
     if ctx.options.explain:
         for m in ctx.rules.maintenance:
             on_node = [var for g, var in ctx.vars_on_node[m.node]]

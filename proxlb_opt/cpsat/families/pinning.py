@@ -2,17 +2,17 @@
 
 Outside explain mode a pin is already the domain of the guest's variables (no variable outside
 the allowed set); in explain mode it is a named constraint. Preferences add 1 per priority step
-below the guest's best node (and one more off the list) to the secondary objective.
+below the guest's best node (and one more off the list) to the cost objective.
 """
 
 from __future__ import annotations
 
-from proxlb_opt.cpsat.families import Terms
+from proxlb_opt.cpsat.context import Context, Terms
 
 PREFERENCE_WEIGHT = 16  # one priority step weighs like copying 16 GiB
 
 
-def encode(ctx) -> Terms:
+def encode(ctx: Context) -> Terms:
     if ctx.options.explain:
         for pin in ctx.rules.pins:
             outside = [ctx.x[(pin.guest, n)] for n in range(ctx.cluster.n_nodes)
@@ -28,13 +28,5 @@ def encode(ctx) -> Terms:
             if (pref.guest, n) in ctx.x:
                 penalty = (top - prios[n]) if n in prios else worst
                 if penalty:
-                    terms.secondary.append(PREFERENCE_WEIGHT * penalty * ctx.x[(pref.guest, n)])
+                    terms.cost.append(PREFERENCE_WEIGHT * penalty * ctx.x[(pref.guest, n)])
     return terms
-
-
-def preference_upper_bound(ctx) -> int:
-    total = 0
-    for pref in ctx.rules.preferences:
-        prios = [p for _, p in pref.priorities] or [0]
-        total += PREFERENCE_WEIGHT * (max(prios) - min(prios) + 1)
-    return total

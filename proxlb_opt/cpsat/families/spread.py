@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxlb_opt.check import PERCENT_SCALE
-from proxlb_opt.cpsat.families import Terms
+from proxlb_opt.cpsat.context import Context, Terms
+from proxlb_opt.loads import PERCENT_SCALE
 
 
-def encode(ctx) -> Terms:
+def encode(ctx: Context) -> Terms:
     terms = Terms()
     eligible = np.flatnonzero(ctx.rules.eligible)
     if eligible.size < 2:
@@ -34,7 +34,7 @@ def encode(ctx) -> Terms:
             ctx.model.Add(load >= int(cap[n]) * lo)
         floor = (ctx.options.spread_floor or {}).get(resource, 0.0)
         if floor > 0:
-            # A proven relaxation bound (search.budget_bounds) as a cut: the solver's bound starts there.
+            # A proven relaxation bound (bounds.budget_bounds) as a cut: the solver's bound starts there.
             ctx.model.Add(hi - lo >= int(floor * PERCENT_SCALE / 100))
-        terms.primary.append(weight * (hi - lo))
+        terms.spread.append(weight * (hi - lo))
     return terms

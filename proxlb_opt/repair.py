@@ -1,0 +1,291 @@
+"""The repair stage: the mandatory part of a plan, solved on its own before any balancing.
+
+What must change whatever the budget: guests on maintenance nodes or off their pins, affinity groups
+split over several nodes, anti-affinity groups crowded on a node, and nodes over a hard limit's
+capacity of a physical limit (used memory, local disk; relieved as far as the other nodes have room;
+see loads.py for why assigned memory and vCPUs are only never made worse). `repair` finds a placement where every
+rule holds with as few moves as it can (a fast heuristic, then CP-SAT to prove or improve the move
+count when time allows) and the lowest spread among those it tries. Its answer is a valid starting
+point for every budget: `Problem.with_repair` records how many moves it took (the allowance of every
+later search is that many plus the budget) and tightens each over-full node's limit to what the
+repair reached.
+
+The heuristic, unit by unit (an affinity group moves as one):
+1. units that must move (split, or a member outside its allowed nodes), most constrained first, go to
+   the node that needs the fewest of their members to move, then the least loaded one; when no node
+   has room, the units in the way on a candidate node are moved elsewhere first ("make room");
+2. anti-affinity groups over their cap on a node send their extra members to nodes that can take them;
+3. nodes over a physical limit's capacity send units, largest first, to nodes that stay within theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from proxlb_opt.cpsat.context import BuildOptions
+from proxlb_opt.cpsat.explain import infeasible_error
+from proxlb_opt.cpsat.solve import SolverSettings, solve_lexicographic
+from proxlb_opt.deadline import Deadline
+from proxlb_opt.feasibility import Occupancy
+from proxlb_opt.problem import Problem
+
+#: How many units "make room" may move out of one candidate node before giving up on it.
+MAX_EVICTIONS = 8
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    placement: np.ndarray  # int64[g]: every rule holds
+    moves: int
+    proven_minimal: bool  # the move count is proven minimal (CP-SAT), not just found
+    excess: np.ndarray  # int64[n, k]: how far each node stays over a hard limit's capacity
+    notes: tuple[str, ...] = ()
+
+
+def needs_repair(problem: Problem) -> bool:
+    """True when the current placement breaks a rule or a node is over a physical limit's capacity."""
+    occ = Occupancy(problem)
+    return bool(occ.broken_rules()) or bool((occ.hard > problem.hard.goal).any())
+
+
+def repair_heuristic(problem: Problem, deadline: Deadline | None = None) -> RepairResult | None:
+    """A placement where every rule holds, or None when these simple steps cannot find one."""
+    occ = Occupancy(problem.with_budget(None))
+    fixed: set[int] = set()
+    for u in _units_to_fix(problem, occ):
+        if deadline is not None and deadline.expired():
+            return None
+        if not _place_unit(occ, u, fixed):
+            return None
+        fixed.add(u)
+    if not _spread_anti_affinity(occ, fixed):
+        return None
+    _relieve_over_capacity(occ, fixed)
+    if occ.broken_rules():
+        return None
+    excess = np.maximum(0, occ.hard - problem.hard.goal)
+    return RepairResult(placement=occ.placement.copy(), moves=occ.moves(),
+                        proven_minimal=occ.moves() <= lower_bound_moves(problem) and not excess.any(), excess=excess)
+
+
+def tightened_limits(problem: Problem, placement: np.ndarray) -> np.ndarray:
+    """int64[n, k]: each node's limit after the repair: its goal, or the load the repair left it at."""
+    hard = problem.hard
+    return np.maximum(hard.goal, np.minimum(hard.limit, hard.load(placement)))
+
+
+# ----------------------------------------------------------------------------- units that must move
+
+
+def _units_to_fix(problem: Problem, occ: Occupancy) -> list[int]:
+    """Units split over nodes or with a member outside its allowed nodes, most constrained first."""
+    out = []
+    allowed_here = problem.rules.allowed[np.arange(problem.cluster.n_guests), occ.placement]
+    for u, members in enumerate(problem.units):
+        split = len(set(occ.placement[members].tolist())) > 1
+        if split or not allowed_here[members].all():
+            out.append(u)
+    size = [float(problem.balance.demand[problem.units[u]].sum()) for u in out]
+    choices = [int(problem.unit_allowed[u].sum()) for u in out]
+    order = sorted(range(len(out)), key=lambda i: (choices[i], -size[i], out[i]))
+    return [out[i] for i in order]
+
+
+def _place_unit(occ: Occupancy, u: int, fixed: set[int]) -> bool:
+    members = occ.problem.units[u]
+    targets = occ.targets(members)
+    if targets.any():
+        occ.move(members, _best_target(occ, members, targets))
+        return True
+    for t in _candidates(occ, u):
+        trial = occ.copy()
+        if _make_room(trial, members, t, fixed | {u}):
+            trial.move(members, t)
+            _adopt(occ, trial)
+            return True
+    return False
+
+
+def _best_target(occ: Occupancy, members: np.ndarray, targets: np.ndarray) -> int:
+    """Fewest members moving, then the lowest weighted percent after the unit arrives, then node order."""
+    p = occ.problem
+    staying = np.bincount(occ.placement[members], minlength=p.cluster.n_nodes)
+    demand = p.balance.demand[members].sum(axis=0)
+    after = 100.0 * (occ.balance + demand) / p.balance.cap @ p.balance.weights
+    nodes = np.flatnonzero(targets)
+    return int(min(nodes, key=lambda n: (-staying[n], after[n], n)))
+
+
+def _candidates(occ: Occupancy, u: int) -> list[int]:
+    """Nodes the unit may run on, those with the most room first."""
+    p = occ.problem
+    nodes = np.flatnonzero(p.unit_allowed[u] & p.rules.eligible)
+    room = ((p.hard.limit - occ.hard) / np.maximum(1, p.hard.limit)).min(axis=1) if p.hard.names else np.zeros(
+        p.cluster.n_nodes)
+    return sorted((int(n) for n in nodes), key=lambda n: (-room[n], n))
+
+
+def _make_room(occ: Occupancy, members: np.ndarray, target: int, protected: set[int]) -> bool:
+    """Move units out of `target` until `members` fit there; False when that does not work out."""
+    p = occ.problem
+    for _ in range(MAX_EVICTIONS):
+        if occ.may_move(members, target):
+            return True
+        evictee = _evictee(occ, members, target, protected)
+        if evictee is None:
+            return False
+        unit, destination = evictee
+        occ.move(p.units[unit], destination)
+        protected = protected | {unit}
+    return occ.may_move(members, target)
+
+
+def _evictee(occ: Occupancy, members: np.ndarray, target: int, protected: set[int]) -> tuple[int, int] | None:
+    """The unit on `target` whose leaving helps most and that has somewhere to go, with its destination."""
+    p = occ.problem
+    arriving = [g for g in members if occ.placement[g] != target]
+    need = occ.hard[target] + p.hard.demand[arriving].sum(axis=0) - p.hard.limit[target]  # > 0: must free
+    blocking_groups = {i for g in arriving for i in p.anti_of[g] if occ.anti[i, target] + 1 > p.anti_caps[i]}
+    best: tuple[float, int, int] | None = None
+    on_target = np.unique(p.unit_of[(occ.placement == target) & (p.unit_of >= 0)])
+    for unit in on_target:
+        unit = int(unit)
+        if unit in protected or not (occ.placement[p.units[unit]] == target).all():
+            continue
+        unit_members = p.units[unit]
+        helps_anti = any(i in blocking_groups for g in unit_members for i in p.anti_of[g])
+        freed = p.hard.demand[unit_members].sum(axis=0)
+        gain = float(np.minimum(freed, np.maximum(need, 0)).sum() / max(1, np.maximum(need, 0).sum()))
+        if gain <= 0 and not helps_anti:
+            continue
+        targets = occ.targets(unit_members)
+        targets[target] = False
+        if not targets.any():
+            continue
+        key = (-(gain + (1.0 if helps_anti else 0.0)), len(unit_members), unit)
+        if best is None or key < best[0]:
+            best = (key, unit, _best_target(occ, unit_members, targets))
+    return None if best is None else (best[1], best[2])
+
+
+def _adopt(occ: Occupancy, trial: Occupancy) -> None:
+    occ.placement, occ.hard, occ.balance, occ.anti = trial.placement, trial.hard, trial.balance, trial.anti
+
+
+# ----------------------------------------------------------------------------- anti-affinity
+
+
+def _spread_anti_affinity(occ: Occupancy, fixed: set[int]) -> bool:
+    p = occ.problem
+    for i, group in enumerate(p.rules.anti_affinities):
+        for n in np.flatnonzero(occ.anti[i] > group.per_node_cap):
+            extra = int(occ.anti[i, n] - group.per_node_cap)
+            movers = [int(p.unit_of[g]) for g in group.members
+                      if occ.placement[g] == n and p.unit_of[g] >= 0 and int(p.unit_of[g]) not in fixed]
+            movers = sorted(set(movers), key=lambda u: (len(p.units[u]), u))
+            for u in movers:
+                if extra <= 0:
+                    break
+                if _place_away(occ, u, int(n), fixed):
+                    extra -= sum(1 for g in p.units[u] if i in p.anti_of[g])
+            if occ.anti[i, n] > group.per_node_cap:
+                return False
+    return True
+
+
+def _place_away(occ: Occupancy, u: int, source: int, fixed: set[int]) -> bool:
+    p = occ.problem
+    members = p.units[u]
+    targets = occ.targets(members)
+    targets[source] = False
+    if targets.any():
+        occ.move(members, _best_target(occ, members, targets))
+        fixed.add(u)
+        return True
+    for t in _candidates(occ, u):
+        if t == source:
+            continue
+        trial = occ.copy()
+        if _make_room(trial, members, t, fixed | {u}):
+            trial.move(members, t)
+            _adopt(occ, trial)
+            fixed.add(u)
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------- over capacity
+
+
+def _relieve_over_capacity(occ: Occupancy, fixed: set[int]) -> None:
+    """Move units off nodes over a physical limit's capacity, largest first, to nodes that stay within theirs."""
+    p = occ.problem
+    goal = p.hard.goal
+    for n, k in zip(*np.nonzero(occ.hard > goal)):
+        n, k = int(n), int(k)
+        units = np.unique(p.unit_of[(occ.placement == n) & (p.unit_of >= 0)])
+        units = [int(u) for u in units if int(u) not in fixed and (occ.placement[p.units[int(u)]] == n).all()]
+        units.sort(key=lambda u: (-int(p.hard.demand[p.units[u], k].sum()), u))
+        for u in units:
+            if occ.hard[n, k] <= goal[n, k]:
+                break
+            members = p.units[u]
+            if p.hard.demand[members, k].sum() <= 0:
+                continue
+            targets = occ.targets(members)
+            targets[n] = False
+            within = (occ.hard + p.hard.demand[members].sum(axis=0) <= goal).all(axis=1)
+            targets &= within
+            if targets.any():
+                occ.move(members, _best_target(occ, members, targets))
+                fixed.add(u)
+
+
+# ----------------------------------------------------------------------------- CP-SAT
+
+
+def repair_exact(problem: Problem, solver: SolverSettings, time_limit: float,
+                 hint: RepairResult | None, free_guests: np.ndarray | None = None) -> RepairResult | None:
+    """CP-SAT on the repair model: least excess over capacity, then fewest moves, then lowest spread.
+
+    `free_guests` (bool[g]) limits which guests may move (large clusters); the move count is then the
+    fewest within that neighbourhood, not proven for the whole cluster. None: no answer in time;
+    InfeasibleError when the rules cannot all hold.
+    """
+    unbounded = problem.with_budget(None)
+    restrict = None
+    if free_guests is not None:
+        restrict = np.zeros_like(problem.rules.allowed)
+        restrict[np.arange(problem.cluster.n_guests), problem.current] = True
+        restrict[free_guests] = True
+    options = BuildOptions(repair=True, hint=None if hint is None else hint.placement, restrict_to=restrict)
+    result = solve_lexicographic(unbounded, solver, options, time_limit, stages=("excess", "moves", "spread"))
+    if result.infeasible:
+        if free_guests is None:
+            raise infeasible_error(unbounded, time_limit=max(1.0, time_limit))
+        return None
+    if not result.found:
+        return None
+    placement = result.placement
+    occ = Occupancy(unbounded, placement)
+    proven = free_guests is None and result.proven.get("excess", False) and result.proven.get("moves", False)
+    return RepairResult(placement=placement, moves=occ.moves(), proven_minimal=proven,
+                        excess=np.maximum(0, occ.hard - problem.hard.goal))
+
+
+def lower_bound_moves(problem: Problem) -> int:
+    """Moves any repair needs at least: every guest off its allowed nodes, plus per split affinity unit
+    the members not on the node that holds most of them (when that node is allowed)."""
+    rules = problem.rules
+    needed = int(rules.mandatory.sum())
+    current = problem.current
+    for members in problem.units:
+        if members.size < 2 or rules.mandatory[members].any():
+            continue
+        counts = np.bincount(current[members], minlength=problem.cluster.n_nodes)
+        if (counts > 0).sum() > 1:
+            best = counts[problem.unit_allowed[problem.unit_of[members[0]]]].max(initial=0)
+            needed += int(members.size - best)
+    return needed
