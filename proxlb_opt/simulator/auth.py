@@ -79,7 +79,9 @@ class Authenticator:
         return f"{plain}::{signature}"
 
     def revoke_all(self) -> None:
-        """Every ticket issued so far is invalid from now on (a new login gets a valid one)."""
+        """Every ticket issued so far is invalid from now on (a new login gets a valid one). PVE
+        tickets carry whole seconds, so a login within the same second re-issues, and so re-validates,
+        the very same ticket string."""
         with self._issued_lock:
             self._revoked_below = self._serial + 1
 

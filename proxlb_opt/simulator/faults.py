@@ -75,7 +75,10 @@ class RequestFault:
         if self.first < 0 or self.every < 0:
             raise ValueError("first and every must be >= 0")
         if self.regex:
-            re.compile(self.path)  # a bad pattern fails when the fault is made, not on a request
+            try:  # a bad pattern fails when the fault is made, not on a request
+                re.compile(self.path)
+            except re.error as exc:
+                raise ValueError(f"bad path pattern {self.path!r}: {exc}") from None
         object.__setattr__(self, "method", self.method.upper())
 
     def matches(self, method: str, path: str, template: str | None, now: float) -> bool:
@@ -135,11 +138,18 @@ class Faults:
     request faults apply to every HTTP request; their counters and the random generator restart
     whenever faults are set, and so do the node events' triggers.
 
+    Storage: for a guest in `storage_error` with a local disk, the disk copy (phase 1) fails
+    halfway and the task ends "migration aborted" with PVE's "storage migration for '<volid>' to
+    storage 'local' failed - <detail>" in its log (detail "": the failed pvesm export/import pipe);
+    with shared storage, QEMU refuses before the task (500 "storage 'ceph-vm' is not available on
+    node '<target>'") and LXC aborts in the task with that text.
+
     Tickets: `ticket_lifetime_s` makes login tickets expire after that many *simulated* seconds
     (by default they live two hours of real time, so a fast clock does not log clients out);
     tickets issued before `tickets_revoked_at` (simulated epoch seconds) are invalid from that
     moment on. Either way the request gets 401 "permission denied - invalid PVE ticket", and a
-    renewal with such a ticket fails.
+    renewal with such a ticket fails. As in PVE, a ticket is user + whole second + signature: two
+    logins within the same real second get the same ticket, whose issue time is the later one.
     """
 
     locked: Mapping[int, str] = field(default_factory=dict)  # vmid → config lock, e.g. "backup"

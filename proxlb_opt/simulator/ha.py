@@ -158,7 +158,8 @@ def _scores(snap: Snapshot, vmid: int) -> Mapping[str, float]:
         counts = {n.name: 0 for n in snap.nodes}
         for g in snap.guests.values():
             if g.ha and g.vmid != vmid:
-                counts[g.node] += 1
+                for node in _used_nodes(g):  # a moving service counts on both ends, as in PVE
+                    counts[node] += 1
         return counts
     out = {}
     for node in snap.nodes:

@@ -461,7 +461,7 @@ def ha_status(snap: Snapshot) -> list[dict[str, Any]]:
 def _lrm_entry(snap: Snapshot, node: NodeRec, stamp: int) -> dict[str, Any]:
     """An LRM line: "<node> (<mode>, watchdog <state>, <time>)"; a dead node's timestamp is old."""
     if not snap.is_online(node.name):
-        stamp = min(stamp, int(node.boot_time + 1))  # the last update before it went away
+        stamp -= 60  # its last update is older than the 30 s after which PVE calls an LRM dead
         mode = "maintenance mode" if node.maintenance else "old timestamp - dead?"
         watchdog = "standby"
     elif node.maintenance:
@@ -484,8 +484,10 @@ def _ha_service(snap: Snapshot, g: GuestRec) -> dict[str, Any]:
 
 def cluster_options(snap: Snapshot) -> dict[str, Any]:
     """`GET /cluster/options` (with Sys.Audit): datacenter.cfg as PVE parses it. Property strings
-    such as `crs` come back as objects (booleans 0/1; numbers as the strings the file holds)."""
-    out: dict[str, Any] = {"description": "", "mac_prefix": MAC_PREFIX, "allowed-tags": []}
+    such as `crs` come back as objects (booleans 0/1; numbers as the strings the file holds).
+    `allowed-tags`: root may use every tag that exists."""
+    tags = sorted({t for g in snap.guests.values() for t in g.tags})
+    out: dict[str, Any] = {"description": "", "mac_prefix": MAC_PREFIX, "allowed-tags": tags}
     if snap.crs:
         out["crs"] = {k: int(v) if k in ("ha-rebalance-on-start", "ha-auto-rebalance") else v
                       for k, v in snap.crs.items()}
