@@ -263,10 +263,6 @@ def route_template(method: str, path: str) -> str | None:
     return None
 
 
-def template_of(method: str, path: str) -> str:
-    """The counter key of a request: "GET /nodes/{node}/qemu", or the raw path when unknown."""
-    return f"{method} {route_template(method, path) or path}"
-
 
 def call(state: SimState, method: str, path: str, params: Mapping[str, str], user: str) -> Any:
     """Route and run one authenticated call; raises PveError."""

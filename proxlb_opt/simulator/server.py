@@ -118,20 +118,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(_fault_error(fault, self.headers.items()))
             return
         params = _params(url.query, body, self.headers.get("Content-Type") or "")
-        try:
-            payload = (200, "OK", {"data": app._answer(method, rel, params, self.headers)})
-        except PveError as exc:
-            payload = (exc.status, exc.message, _error_body(exc))
-        except Exception as exc:  # a simulator bug: answer like PVE's `die`, keep the trace on stderr
-            traceback.print_exc(file=sys.stderr)
-            error = PveError(500, f"internal simulator error: {exc.__class__.__name__}: {exc}")
-            payload = (500, error.message, _error_body(error))
+        payload = self._process(app, method, rel, params)
         if fault is not None and fault.action == "lost":
             self._drop()  # the work is done (a task may be running), but the client never learns it
             return
         if fault is not None and fault.action == "empty" and isinstance(payload[2].get("data"), list):
             payload = (200, "OK", {"data": []})
         self._send(*payload)
+
+    def _process(self, app: SimulatorServer, method: str, rel: str, params: dict[str, str]) -> tuple[int, str, Any]:
+        """Run one API call: (status, reason phrase, JSON body)."""
+        try:
+            return 200, "OK", {"data": app._answer(method, rel, params, self.headers)}
+        except PveError as exc:
+            return exc.status, exc.message, _error_body(exc)
+        except Exception as exc:  # a simulator bug: answer like PVE's `die`, keep the trace on stderr
+            traceback.print_exc(file=sys.stderr)
+            error = PveError(500, f"internal simulator error: {exc.__class__.__name__}: {exc}")
+            return 500, error.message, _error_body(error)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

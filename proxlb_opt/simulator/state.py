@@ -258,8 +258,8 @@ class SimState:
     node `host-arch`, 9.2.6 the default `affinity` of node-affinity rules), `crs` (the datacenter
     `crs` property string or a dict), `ha_master` (node name, AUTO or None), `ha_failback` (the
     HA resources' `failback` option: with it the CRM moves guests back to a node-affinity rule's
-    highest-priority nodes, as PVE's default does; off by default so that a migration to a
-    non-preferred node stays where it was sent).
+    highest-priority nodes and, after maintenance, to the node they left, as PVE's default does;
+    off by default so that a migration to a non-preferred node stays where it was sent).
     """
 
     def __init__(self, cluster: Cluster, time_scale: float = 1.0, faults: Faults | None = None,

@@ -240,11 +240,11 @@ def _guest_pressure_default(snap: Snapshot, guest: GuestRec) -> dict[str, float]
     return psi.guest_default(_guest_live(snap, guest), cpu_demand(snap, node), host_mem, own_mem)
 
 
-def _guest_pressure(snap: Snapshot, guest: GuestRec, t: float | None = None) -> dict[str, float]:
-    """Live PSI of a guest at `t` (default now): set values over the defaults; 0 when not running."""
+def _guest_pressure(snap: Snapshot, guest: GuestRec) -> dict[str, float]:
+    """Live PSI of a guest: set values over the defaults; 0 when not running."""
     values = _guest_pressure_default(snap, guest)
     if _guest_live(snap, guest):
-        values.update(snap.pressure_set(("guest", guest.vmid), t))
+        values.update(snap.pressure_set(("guest", guest.vmid)))
     return values
 
 
