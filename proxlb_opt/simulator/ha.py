@@ -8,15 +8,21 @@ itself. state.py turns the decisions into tasks and HA states; views.py only rep
 
 What PVE does with a migrate request for an HA guest, and so what the simulator does:
 
-* negative resource affinity with a partner on (or migrating to) the target: the `hamigrate`
-  task fails (`ha-manager migrate` dies with "cannot migrate resource ..."), the CRM drops the
-  queued command, the guest stays;
+* negative resource affinity with a partner on the target: the `hamigrate` task fails
+  (`ha-manager migrate` dies with "cannot migrate resource ..."), the CRM drops the queued
+  command, the guest stays;
 * positive resource affinity: nothing is refused, the partners are migrated along;
 * node affinity (strict, or non-strict with failback): nothing is refused, the migration runs,
   and the CRM's next round moves the guest back onto a node the rule allows (prefers).
 
 Node-affinity rules with `affinity: negative` (PVE 9.2.6) name the nodes to avoid; PVE treats them
 as a positive rule over the complement of those nodes, and so does this module.
+
+Where the PVE 9.2 names come from: the negative node-affinity rule is the pve-devel patch series
+"negative node affinity rules" (v2; the property is the rule's `affinity`, `positive` by default,
+priorities rejected for `negative`); it is not yet in the pve-ha-manager 5.2.0 sources read here,
+so its exact API rendering is inferred from that patch. The datacenter `crs` keys are pve-cluster's
+(state.CRS_FORMAT) and the per-resource `auto-rebalance` flag is in the 9.2 API schema.
 """
 
 from __future__ import annotations
@@ -94,9 +100,10 @@ def _used_nodes(guest: GuestRec) -> tuple[str, ...]:
 
 
 def blocking(snap: Snapshot, vmid: int, target: str) -> list[int]:
-    """Partners in negative affinity that are on, or migrating to, `target`."""
+    """Partners in negative affinity that are on `target` and staying there (PVE looks at node and
+    migration target together: one on its way in or out does not block)."""
     _, separate = partners(snap, vmid)
-    return sorted(v for v in separate if target in _used_nodes(snap.guests[v]))
+    return sorted(v for v in separate if snap.guests[v].node == target and snap.guests[v].target in (None, target))
 
 
 def comigrating(snap: Snapshot, vmid: int, target: str) -> list[int]:
