@@ -138,3 +138,36 @@ def test_request_fault_values_are_checked():
         RequestFault("[unclosed", regex=True)
     fault = RequestFault("/nodes/{node}/tasks", method="get", first=2, every=2)
     assert fault.method == "GET" and [fault.fires(n) for n in (1, 2, 3, 4)] == [False, True, False, False]
+
+
+def test_faults_flipped_while_requests_run(sim):
+    """Replacing faults from another thread never breaks an answer: each request sees one set or the other."""
+    flips = [Faults(), Faults(requests=(RequestFault("/nodes", status=503),)),
+             Faults(requests=(RequestFault("/nodes", action="empty"),))]
+    stop = threading.Event()
+    outcomes: list[object] = []
+
+    def flipper():
+        i = 0
+        while not stop.is_set():
+            sim.faults = flips[i % len(flips)]
+            i += 1
+
+    def worker():
+        api = client(sim)
+        for _ in range(25):
+            try:
+                outcomes.append(len(api.nodes.get()))
+            except ResourceException as err:
+                outcomes.append(err.status_code)
+
+    flip = threading.Thread(target=flipper)
+    flip.start()
+    workers = [threading.Thread(target=worker) for _ in range(3)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    flip.join()
+    assert len(outcomes) == 75 and set(outcomes) <= {3, 0, 503}
