@@ -206,9 +206,10 @@ def _permissions(call: Call) -> Any:
 
 
 ROUTES: tuple[Route, ...] = (
-    _route("GET", "/version", lambda c: views.version()),
+    _route("GET", "/version", lambda c: views.version(c.snap())),
     _route("GET", "/access/permissions", _permissions),
     _route("GET", "/cluster/status", lambda c: views.cluster_status(c.snap())),
+    _route("GET", "/cluster/options", lambda c: views.cluster_options(c.snap())),
     _route("GET", "/cluster/resources", _cluster_resources),
     _route("GET", "/cluster/tasks", lambda c: views.cluster_tasks(c.snap())),
     _route("GET", "/cluster/ha/resources", _ha_resources),
@@ -220,7 +221,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/nodes", _nodes),
     _route("GET", "/nodes/{node}", _node_index),
     _route("GET", "/nodes/{node}/status", _node_status),
-    _route("GET", "/nodes/{node}/version", lambda c: views.version()),
+    _route("GET", "/nodes/{node}/version", lambda c: views.version(c.snap())),
     _route("GET", "/nodes/{node}/storage", _node_storage),
     _route("GET", "/nodes/{node}/rrddata", _node_rrd),
     _route("GET", "/nodes/{node}/tasks", _node_tasks),
@@ -252,14 +253,15 @@ def match(method: str, path: str) -> tuple[Route, dict[str, str]]:
     raise PveError(501, f"Method '{method} {path}' not implemented")
 
 
-def template_of(method: str, path: str) -> str:
-    """The counter key of a request: "GET /nodes/{node}/qemu", or the raw path when unknown."""
+def route_template(method: str, path: str) -> str | None:
+    """The path template a request falls under ("/nodes/{node}/qemu"); None when no route has it."""
     if path.rstrip("/") == LOGIN_TEMPLATE:
-        return f"{method} {LOGIN_TEMPLATE}"
+        return LOGIN_TEMPLATE
     for route in ROUTES:
         if route.method == method and route.pattern.match(path):
-            return f"{method} {route.template}"
-    return f"{method} {path}"
+            return route.template
+    return None
+
 
 
 def call(state: SimState, method: str, path: str, params: Mapping[str, str], user: str) -> Any:

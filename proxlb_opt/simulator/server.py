@@ -2,8 +2,10 @@
 
 Owns the transport: TLS with a throwaway CA (trustme), HTTP/1.1 keep-alive, PVE's error envelope
 (the message in the reason phrase AND in the body, which proxmoxer relies on), request counting
-per path template, and the transport faults (delays, dropped connections). Everything the API
-answers comes from api.py over the state in state.py.
+per path template, and how faults reach the wire: delays, dropped connections, and the request
+faults (an HTTP error instead of an answer, a lost answer after the work was done, an emptied
+list, an error echoing the request headers). Everything the API answers comes from api.py over
+the state in state.py; which request a fault hits is decided there (faults.py, SimState).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import trustme
 from proxlb_opt.cluster import Cluster, load_model
 from proxlb_opt.simulator import api
 from proxlb_opt.simulator.auth import Authenticator
-from proxlb_opt.simulator.state import Faults, PveError, SimState
+from proxlb_opt.simulator.faults import RequestFault, echo_message
+from proxlb_opt.simulator.state import AUTO, Faults, PveError, SimState
 
 API_PREFIX = "/api2/json"
 CA_FILENAME = "pve-simulator-ca.pem"
@@ -39,11 +42,13 @@ CA_FILENAME = "pve-simulator-ca.pem"
 
 @dataclass(frozen=True)
 class RequestCount:
-    """Requests received: in total, per "METHOD /path/{template}", and how many were dropped."""
+    """Requests received: in total, per "METHOD /path/{template}", how many got no answer (dropped
+    connections and lost responses), and how many a request fault changed."""
 
     total: int
     by_path: Mapping[str, int]
     dropped: int
+    faulted: int = 0
 
 
 class _Counter:
@@ -53,17 +58,18 @@ class _Counter:
 
     def reset(self) -> None:
         with self._lock:
-            self._total, self._dropped, self._by_path = 0, 0, {}
+            self._total, self._dropped, self._faulted, self._by_path = 0, 0, 0, {}
 
-    def add(self, key: str, dropped: bool) -> None:
+    def add(self, key: str, dropped: bool, faulted: bool = False) -> None:
         with self._lock:
             self._total += 1
             self._dropped += int(dropped)
+            self._faulted += int(faulted)
             self._by_path[key] = self._by_path.get(key, 0) + 1
 
     def snapshot(self) -> RequestCount:
         with self._lock:
-            return RequestCount(self._total, MappingProxyType(dict(self._by_path)), self._dropped)
+            return RequestCount(self._total, MappingProxyType(dict(self._by_path)), self._dropped, self._faulted)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -93,9 +99,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(url.path)
         body = self._read_body()
         rel = path[len(API_PREFIX):] if path.startswith(API_PREFIX + "/") else None
-        key = api.template_of(method, rel) if rel is not None else f"{method} {path}"
+        template = api.route_template(method, rel) if rel is not None else None
+        key = f"{method} {template or (rel if rel is not None else path)}"
         drop = app.state.should_drop()
-        app._counter.add(key, drop)
+        fault = app.state.request_fault(method, rel, template) if rel is not None and not drop else None
+        app._counter.add(key, drop or (fault is not None and fault.action == "lost"), fault is not None)
         if drop:
             self._drop()
             return
@@ -105,14 +113,29 @@ class _Handler(BaseHTTPRequestHandler):
         if rel is None:
             self._send(404, "Not Found", {"data": None, "message": "Not Found\n"})
             return
+        if fault is not None and fault.action in ("error", "echo"):
+            # Like a failing proxy in front of the API: nothing behind it runs.
+            self._send_error(_fault_error(fault, self.headers.items()))
+            return
         params = _params(url.query, body, self.headers.get("Content-Type") or "")
+        payload = self._process(app, method, rel, params)
+        if fault is not None and fault.action == "lost":
+            self._drop()  # the work is done (a task may be running), but the client never learns it
+            return
+        if fault is not None and fault.action == "empty" and isinstance(payload[2].get("data"), list):
+            payload = (200, "OK", {"data": []})
+        self._send(*payload)
+
+    def _process(self, app: SimulatorServer, method: str, rel: str, params: dict[str, str]) -> tuple[int, str, Any]:
+        """Run one API call: (status, reason phrase, JSON body)."""
         try:
-            self._send(200, "OK", {"data": app._answer(method, rel, params, self.headers)})
+            return 200, "OK", {"data": app._answer(method, rel, params, self.headers)}
         except PveError as exc:
-            self._send_error(exc)
+            return exc.status, exc.message, _error_body(exc)
         except Exception as exc:  # a simulator bug: answer like PVE's `die`, keep the trace on stderr
             traceback.print_exc(file=sys.stderr)
-            self._send_error(PveError(500, f"internal simulator error: {exc.__class__.__name__}: {exc}"))
+            error = PveError(500, f"internal simulator error: {exc.__class__.__name__}: {exc}")
+            return 500, error.message, _error_body(error)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -127,11 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _send_error(self, exc: PveError) -> None:
-        message = exc.message if exc.message.endswith("\n") else exc.message + "\n"
-        payload: dict[str, Any] = {"data": None, "message": message}
-        if exc.errors:
-            payload["errors"] = exc.errors
-        self._send(exc.status, exc.message, payload)
+        self._send(exc.status, exc.message, _error_body(exc))
 
     def _send(self, status: int, reason: str, payload: Any) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -143,6 +162,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "max-age=0")
         self.end_headers()
         self.wfile.write(body)
+
+
+def _error_body(exc: PveError) -> dict[str, Any]:
+    """PVE's error envelope: `data` null, the message with its trailing newline, field errors."""
+    message = exc.message if exc.message.endswith("\n") else exc.message + "\n"
+    payload: dict[str, Any] = {"data": None, "message": message}
+    if exc.errors:
+        payload["errors"] = exc.errors
+    return payload
+
+
+def _fault_error(fault: RequestFault, headers: Any) -> PveError:
+    if fault.action == "echo":
+        return PveError(fault.status, echo_message(headers))
+    return PveError(fault.status, fault.text())
 
 
 def _params(query: str, body: bytes, content_type: str) -> dict[str, str]:
@@ -210,9 +244,12 @@ class SimulatorServer:
     def __init__(self, cluster: Cluster, host: str = "127.0.0.1", port: int = 0, time_scale: float = 1.0,
                  faults: Faults | None = None, ca_dir: str | None = None, password: str | None = None,
                  token: str | None = None, *, user: str = "root@pam", token_name: str = "proxlb",
-                 bandwidth_mib_s: float = 1024.0):
+                 bandwidth_mib_s: float = 1024.0, pve_version: str = "9.1.1",
+                 crs: str | Mapping[str, object] | None = None, ha_master: str | None = AUTO,
+                 ha_failback: bool = False):
         self.cluster = cluster
-        self.state = SimState(cluster, time_scale=time_scale, faults=faults, bandwidth_mib_s=bandwidth_mib_s)
+        self.state = SimState(cluster, time_scale=time_scale, faults=faults, bandwidth_mib_s=bandwidth_mib_s,
+                              pve_version=pve_version, crs=crs, ha_master=ha_master, ha_failback=ha_failback)
         self.host = host
         self.user = user
         self.password = password or secrets.token_urlsafe(12)
@@ -220,7 +257,7 @@ class SimulatorServer:
         self.token_secret = token or str(uuid.uuid4())
         self._requested_port = port
         self._ca_dir = ca_dir
-        self._auth = Authenticator(user, self.password, token_name, self.token_secret)
+        self._auth = Authenticator(user, self.password, token_name, self.token_secret, sim_clock=self.state.now)
         self._counter = _Counter()
         self._httpd: _TlsServer | None = None
         self._thread: threading.Thread | None = None
@@ -312,8 +349,24 @@ class SimulatorServer:
     def reset_request_count(self) -> None:
         self._counter.reset()
 
+    def update_faults(self, **changes: Any) -> Faults:
+        """Change some fault fields at run time, keeping the others; the new Faults."""
+        return self.state.update_faults(**changes)
+
+    def invalidate_tickets(self) -> None:
+        """Every login ticket issued so far stops working now (401); new logins work."""
+        self._auth.revoke_all()
+
+    def now(self) -> float:
+        """Simulated epoch seconds."""
+        return self.state.now()
+
     def advance(self, seconds: float) -> None:
+        """Move simulated time forward (tasks end, node events and CRM rounds run, in time order)."""
         self.state.advance(seconds)
+
+    def advance_to(self, when: float) -> None:
+        self.state.advance_to(when)
 
     # ------------------------------------------------------------------ one request
 
@@ -322,9 +375,9 @@ class SimulatorServer:
             if method == "GET":
                 return None  # PVE's dummy GET, used by the GUI to probe
             if method == "POST":
-                return self._auth.login(params, self.state.snapshot().cluster_name)
+                return self._auth.login(params, self.state.snapshot().cluster_name, self.state.faults)
             raise PveError(501, f"Method '{method} {path}' not implemented")
-        identity = self._auth.identify(method, headers)
+        identity = self._auth.identify(method, headers, self.state.faults)
         return api.call(self.state, method, path, params, identity.userid)
 
 

@@ -2,7 +2,9 @@
 
 Owns the translation from the model's units to the API's: bytes for memory and disk, CPU as a
 fraction of the object's own CPUs, booleans as 0/1, tags as a `;` string, PSI as numbers for
-QEMU and as strings for LXC (as PVE 9 sends them). Pure functions: no locks, no HTTP.
+QEMU and as strings for LXC (as PVE 9 sends them; the values are psi.py's), and which fields a
+PVE version has (9.2: HA `auto-rebalance`, node `host-arch`; 9.2.6: node-affinity `affinity`).
+Pure functions: no locks, no HTTP.
 
 Storage layout (fixed, so that local vs shared disks are visible): every node has `local`
 (dir, the root file system, sized by the model's node disk; local guest disks live here) and the
@@ -16,13 +18,12 @@ import math
 import time
 from typing import Any, Iterable, Mapping
 
-from proxlb_opt.simulator.state import MIB, GuestRec, NodeRec, PveError, Snapshot, TaskRec, param_error
+from proxlb_opt.simulator import ha, psi
+from proxlb_opt.simulator.state import (LOCAL_STORAGE, MIB, SHARED_STORAGE, GuestRec, NodeRec, PveError, Snapshot,
+                                        TaskRec, param_error, volume_id)
 
-PVE_VERSION = "9.1.1"
-PVE_RELEASE = "9.1"
 PVE_REPOID = "42ab1e2b"
-SHARED_STORAGE = "ceph-vm"
-LOCAL_STORAGE = "local"
+MAC_PREFIX = "BC:24:11"  # Proxmox's OUI, the datacenter default
 KERNEL = "6.14.11-4-pve"
 
 # PVE 9 RRD resolutions: timeframe → (step seconds, points) (FACTS 4.7).
@@ -45,9 +46,12 @@ def tags_text(tags: Iterable[str]) -> str:
     return ";".join(sorted(set(tags)))
 
 
-def _pressure(fraction: float) -> float:
-    """A plausible PSI avg10 (%) for a resource at `fraction` load: zero until 75 %, then rising."""
-    return round(min(100.0, max(0.0, fraction - 0.75) * 200.0), 2)
+def at_least(snap: Snapshot, wanted: str) -> bool:
+    """Whether the simulated PVE version is `wanted` or newer ("9.2", "9.2.6")."""
+    def parts(text: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in text.split(".") if p.isdigit())
+    have, need = parts(snap.pve_version), parts(wanted)
+    return have + (0,) * (len(need) - len(have)) >= need
 
 
 # ---------------------------------------------------------------------- nodes
@@ -58,6 +62,11 @@ def node_fractions(snap: Snapshot, node: NodeRec) -> tuple[float, float]:
     cpu = min(1.0, use.cpu_used_milli / node.cpu_milli) if node.cpu_milli else 0.0
     mem = use.mem_used_mib / node.mem_mib if node.mem_mib else 0.0
     return cpu, mem
+
+
+def cpu_demand(snap: Snapshot, node: NodeRec) -> float:
+    """CPU used over physical cores, not capped at 1: what drives CPU pressure."""
+    return snap.usage[node.name].cpu_used_milli / node.cpu_milli if node.cpu_milli else 0.0
 
 
 def node_maxcpu(node: NodeRec) -> int:
@@ -112,7 +121,7 @@ def node_status(snap: Snapshot, node: NodeRec) -> dict[str, Any]:
         "cpuinfo": {"cpus": maxcpu, "cores": maxcpu, "sockets": 1, "model": "Simulated CPU @ 2.40GHz",
                     "mhz": "2400.000", "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr"},
         "uptime": int(snap.now - node.boot_time),
-        "pveversion": f"pve-manager/{PVE_VERSION}/{PVE_REPOID}",
+        "pveversion": f"pve-manager/{snap.pve_version}/{PVE_REPOID}",
         "kversion": f"Linux {KERNEL} #1 SMP PREEMPT_DYNAMIC PMX",
         "current-kernel": {"sysname": "Linux", "release": KERNEL, "machine": "x86_64",
                            "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.14.11-4 (2025-10-10T08:04Z)"},
@@ -120,8 +129,9 @@ def node_status(snap: Snapshot, node: NodeRec) -> dict[str, Any]:
     }
 
 
-def version() -> dict[str, str]:
-    return {"version": PVE_VERSION, "release": PVE_RELEASE, "repoid": PVE_REPOID}
+def version(snap: Snapshot) -> dict[str, str]:
+    release = ".".join(snap.pve_version.split(".")[:2])
+    return {"version": snap.pve_version, "release": release, "repoid": PVE_REPOID}
 
 
 # ---------------------------------------------------------------------- storage
@@ -161,13 +171,6 @@ def storage_resources(snap: Snapshot, node: NodeRec, shared: tuple[int, int]) ->
             entry.update(disk=row["used"], maxdisk=row["total"])
         out.append(entry)
     return out
-
-
-def volume_id(guest: GuestRec) -> str:
-    if not guest.local_disk:
-        return f"{SHARED_STORAGE}:vm-{guest.vmid}-disk-0"
-    fmt = "qcow2" if guest.kind == "qemu" else "raw"
-    return f"{LOCAL_STORAGE}:{guest.vmid}/vm-{guest.vmid}-disk-0.{fmt}"
 
 
 def _size_text(mib: int) -> str:
@@ -229,16 +232,20 @@ def guest_resource(snap: Snapshot, guest: GuestRec) -> dict[str, Any]:
     return _optional(snap, guest, entry)
 
 
-def _guest_pressure(snap: Snapshot, guest: GuestRec) -> dict[str, float]:
+def _guest_pressure_default(snap: Snapshot, guest: GuestRec) -> dict[str, float]:
     node = snap.node(guest.node)
     assert node is not None
-    live = _guest_live(snap, guest)
-    host_cpu, host_mem = node_fractions(snap, node)
+    _, host_mem = node_fractions(snap, node)
     own_mem = guest.mem_used_mib / guest.mem_mib if guest.mem_mib else 0.0
-    cpu = _pressure(host_cpu) if live else 0.0
-    mem = _pressure(max(host_mem, own_mem)) if live else 0.0
-    return {"pressurecpusome": cpu, "pressurecpufull": round(cpu / 2, 2), "pressureiosome": 0.0,
-            "pressureiofull": 0.0, "pressurememorysome": mem, "pressurememoryfull": round(mem / 2, 2)}
+    return psi.guest_default(_guest_live(snap, guest), cpu_demand(snap, node), host_mem, own_mem)
+
+
+def _guest_pressure(snap: Snapshot, guest: GuestRec) -> dict[str, float]:
+    """Live PSI of a guest: set values over the defaults; 0 when not running."""
+    values = _guest_pressure_default(snap, guest)
+    if _guest_live(snap, guest):
+        values.update(snap.pressure_set(("guest", guest.vmid)))
+    return values
 
 
 def guest_list_item(snap: Snapshot, guest: GuestRec) -> dict[str, Any]:
@@ -313,6 +320,8 @@ def cluster_resources(snap: Snapshot, kind: str | None) -> list[dict[str, Any]]:
             entry = node_entry(snap, node)
             if snap.is_online(node.name):
                 entry["cgroup-mode"] = 2
+                if at_least(snap, "9.2"):
+                    entry["host-arch"] = "x86_64"
             if with_ha:
                 entry["hastate"] = node_ha_state(snap, node)
             out.append(entry)
@@ -370,14 +379,22 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()
 
 
+def _ha_options(snap: Snapshot, g: GuestRec) -> dict[str, Any]:
+    """The resource options PVE fills with defaults; `auto-rebalance` exists from PVE 9.2 on."""
+    out: dict[str, Any] = {"max_restart": 1, "max_relocate": 1, "failback": _b(g.failback)}
+    if at_least(snap, "9.2"):
+        out["auto-rebalance"] = _b(g.auto_rebalance)
+    return out
+
+
 def ha_resources(snap: Snapshot, kind: str | None) -> list[dict[str, Any]]:
     out = []
     for g in snap.guests.values():
         if not g.ha or kind not in (None, "ct" if g.kind == "lxc" else "vm"):
             continue
         out.append({"sid": snap.sid(g), "type": "ct" if g.kind == "lxc" else "vm",
-                    "state": "started" if g.running else "stopped", "max_restart": 1, "max_relocate": 1,
-                    "failback": 1, "digest": _digest("ha", g.vmid)})
+                    "state": "started" if g.running else "stopped", **_ha_options(snap, g),
+                    "digest": _digest("ha", g.vmid)})
     return out
 
 
@@ -387,6 +404,8 @@ def _resource_sid(snap: Snapshot, vmid: int) -> str:
 
 
 def ha_rules(snap: Snapshot, kind: str | None, resource: str | None) -> list[dict[str, Any]]:
+    """`/cluster/ha/rules`. Node-affinity rules carry `affinity` from PVE 9.2.6 on, where PVE fills
+    the default `positive`; a negative one (nodes to avoid, no priorities) is shown whatever the version."""
     out = []
     for order, rule in enumerate(snap.ha_rules, start=1):
         sids = [_resource_sid(snap, v) for v in rule.vmids]
@@ -396,6 +415,8 @@ def ha_rules(snap: Snapshot, kind: str | None, resource: str | None) -> list[dic
         if rule.type == "node-affinity":
             entry["nodes"] = ",".join(f"{n}:{p}" if p else n for n, p in rule.node_priorities)
             entry["strict"] = _b(rule.strict)
+            if rule.affinity == "negative" or at_least(snap, "9.2.6"):
+                entry["affinity"] = rule.affinity
         else:
             entry["affinity"] = rule.affinity
         if rule.disabled:
@@ -406,66 +427,87 @@ def ha_rules(snap: Snapshot, kind: str | None, resource: str | None) -> list[dic
 
 
 def _ctime(t: float) -> str:
-    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))
+    """Perl's scalar localtime(), as pve-ha-manager prints it: "Sun Sep  7 12:00:00 2026"."""
+    tm = time.localtime(t)
+    return f"{time.strftime('%a %b', tm)} {tm.tm_mday:2d} {time.strftime('%H:%M:%S %Y', tm)}"
 
 
 def ha_status(snap: Snapshot) -> list[dict[str, Any]]:
-    """`/cluster/ha/status/current`: quorum, master, one lrm per node (with `maintenance mode`), services."""
-    master = next((n.name for n in snap.nodes if snap.is_online(n.name)), snap.local_node)
+    """`/cluster/ha/status/current` in PVE's order: quorum (of the answering node), master (the CRM,
+    with " - <mode> load CRS" unless basic), fencing, one lrm per node, then the services."""
     stamp = int(snap.now)
-    quorum = "OK" if snap.quorate else f"No quorum on node '{master}'!"
+    local = snap.local_node
+    quorum = "OK" if snap.quorate else f"No quorum on node '{local}'!"
     out: list[dict[str, Any]] = [
-        {"id": "quorum", "type": "quorum", "node": master, "status": quorum, "quorate": _b(snap.quorate)},
-        {"id": "master", "type": "master", "node": master, "status": f"{master} (active, {_ctime(stamp)})",
-         "timestamp": stamp},
+        {"id": "quorum", "type": "quorum", "node": local, "status": quorum, "quorate": _b(snap.quorate)},
     ]
+    master = snap.master
+    if master is not None:
+        mode = snap.crs.get("ha") or "basic"
+        extra = f" - {mode} load CRS" if mode != "basic" else ""
+        out.append({"id": "master", "type": "master", "node": master,
+                    "status": f"{master} (active, {_ctime(stamp)}){extra}", "timestamp": stamp})
+    armed = "armed" if master is not None else "standby"
+    out.append({"id": "fencing", "type": "fencing", "node": master or local,
+                "status": f"{armed} (CRM watchdog {'active' if master else 'standby'})", "armed-state": armed})
     for node in snap.nodes:
-        out.append({"id": f"lrm:{node.name}", "type": "lrm", "node": node.name,
-                    "status": f"{node.name} ({_lrm_mode(snap, node)}, {_ctime(stamp)})", "timestamp": stamp})
+        out.append(_lrm_entry(snap, node, stamp))
     for g in snap.guests.values():
         if g.ha:
             out.append(_ha_service(snap, g))
-    # `resource_mode` only matters while fencing is disarmed; an armed cluster omits it.
-    out.append({"id": "fencing", "type": "fencing", "node": master, "status": "armed", "armed-state": "armed"})
     return out
 
 
-def _lrm_mode(snap: Snapshot, node: NodeRec) -> str:
+def _lrm_entry(snap: Snapshot, node: NodeRec, stamp: int) -> dict[str, Any]:
+    """An LRM line: "<node> (<mode>, watchdog <state>, <time>)"; a dead node's timestamp is old."""
     if not snap.is_online(node.name):
-        return "old timestamp - dead?"
-    if node.maintenance:
-        return "maintenance mode"
-    return "active" if any(g.ha for g in snap.guests_on(node.name)) else "idle"
+        stamp -= 60  # its last update is older than the 30 s after which PVE calls an LRM dead
+        mode = "maintenance mode" if node.maintenance else "old timestamp - dead?"
+        watchdog = "standby"
+    elif node.maintenance:
+        mode, watchdog = "maintenance mode", "active"
+    elif any(g.ha for g in snap.guests_on(node.name)):
+        mode, watchdog = "active", "active"
+    else:
+        mode, watchdog = "idle", "standby"
+    return {"id": f"lrm:{node.name}", "type": "lrm", "node": node.name,
+            "status": f"{node.name} ({mode}, watchdog {watchdog}, {_ctime(stamp)})", "timestamp": stamp}
 
 
 def _ha_service(snap: Snapshot, g: GuestRec) -> dict[str, Any]:
     state = g.hastate or "started"
     requested = "started" if g.running else "stopped"
     return {"id": f"service:{snap.sid(g)}", "type": "service", "sid": snap.sid(g), "node": g.node,
-            "crm_state": state, "state": state, "request_state": requested, "max_restart": 1, "max_relocate": 1,
-            "failback": 1, "status": f"{snap.sid(g)} ({g.node}, {state})"}
+            "crm_state": state, "state": state, "request_state": requested, **_ha_options(snap, g),
+            "status": f"{snap.sid(g)} ({g.node}, {state})"}
+
+
+def cluster_options(snap: Snapshot) -> dict[str, Any]:
+    """`GET /cluster/options` (with Sys.Audit): datacenter.cfg as PVE parses it. Property strings
+    such as `crs` come back as objects (booleans 0/1; numbers as the strings the file holds).
+    `allowed-tags`: root may use every tag that exists."""
+    tags = sorted({t for g in snap.guests.values() for t in g.tags})
+    out: dict[str, Any] = {"description": "", "mac_prefix": MAC_PREFIX, "allowed-tags": tags}
+    if snap.crs:
+        out["crs"] = {k: int(v) if k in ("ha-rebalance-on-start", "ha-auto-rebalance") else v
+                      for k, v in snap.crs.items()}
+    return out
 
 
 # ---------------------------------------------------------------------- migrate precondition
 
 def _ha_placement_blocks(snap: Snapshot, guest: GuestRec) -> tuple[dict[str, list[dict[str, str]]], list[str]]:
-    """HA resource-affinity: nodes blocked by negative partners, and the positive partners that follow."""
-    blocked: dict[str, list[dict[str, str]]] = {}
-    dependent: list[str] = []
+    """HA resource-affinity (get_resource_motion_info): per node in the CRM's online set, the
+    negative partners blocking it; and the positive partners that would follow."""
     if not guest.ha:
-        return blocked, dependent
-    for rule in snap.ha_rules:
-        if rule.disabled or rule.type != "resource-affinity" or guest.vmid not in rule.vmids:
-            continue
-        for vmid in rule.vmids:
-            other = snap.guests.get(vmid)
-            if vmid == guest.vmid or other is None:
-                continue
-            if rule.affinity == "negative":
-                blocked.setdefault(other.node, []).append({"sid": snap.sid(other), "cause": "resource-affinity"})
-            else:
-                dependent.append(snap.sid(other))
-    return blocked, sorted(set(dependent))
+        return {}, []
+    blocked = {}
+    for node in sorted(ha.active_nodes(snap)):
+        found = ha.blocking(snap, guest.vmid, node)
+        if found:
+            blocked[node] = [{"sid": snap.sid(snap.guests[v]), "cause": "resource-affinity"} for v in found]
+    together, _ = ha.partners(snap, guest.vmid)
+    return blocked, sorted(snap.sid(snap.guests[v]) for v in together)
 
 
 def migrate_precondition(snap: Snapshot, guest: GuestRec, target: str | None) -> dict[str, Any]:
@@ -482,8 +524,8 @@ def migrate_precondition(snap: Snapshot, guest: GuestRec, target: str | None) ->
     sep = "_" if guest.kind == "qemu" else "-"
     out: dict[str, Any] = {"running": _b(guest.running), f"allowed{sep}nodes": allowed,
                            f"not{sep}allowed{sep}nodes": not_allowed}
-    if dependent:
-        out["dependent-ha-resources"] = dependent
+    if guest.ha:
+        out["dependent-ha-resources"] = dependent  # PVE sends it, maybe empty, for every HA guest
     if guest.kind == "qemu":
         disks = []
         if guest.local_disk and guest.disk_mib:
@@ -601,23 +643,30 @@ def _wiggle(t: int, phase: int, peak: bool) -> float:
     return 1.0 + 0.05 * math.sin(t / 1800.0 + phase) + (0.05 if peak else 0.0)
 
 
+def _set_at(snap: Snapshot, key: tuple[str, object], t: int, step: int) -> Mapping[str, float]:
+    """Set PSI values as a point shows them: those in force at the end of its step (now, for the last)."""
+    return snap.pressure_set(key, min(t + step, snap.now))
+
+
 def node_rrd(snap: Snapshot, node: NodeRec, params: dict[str, str]) -> list[dict[str, Any]]:
+    """`/nodes/{node}/rrddata`: the only place node PSI appears (and never `pressurecpufull`)."""
     step, points, peak = _frame(params, node_level=True)
     use = snap.usage[node.name]
-    cpu, mem = node_fractions(snap, node)
+    cpu, _ = node_fractions(snap, node)
+    demand = cpu_demand(snap, node)
     maxcpu = node_maxcpu(node)
     total, used = node.mem_mib * MIB, use.mem_used_mib * MIB
     out = []
     for t in _times(snap, step, points):
         f = _wiggle(t, node.nodeid, peak)
         c, m = min(1.0, cpu * f), min(total, used * f)
-        out.append({"time": t, "loadavg": round(c * maxcpu, 2), "maxcpu": maxcpu, "cpu": round(c, 6),
-                    "iowait": 0.001, "memtotal": total, "memused": round(m), "memavailable": round(total - m),
-                    "swaptotal": 8192 * MIB, "swapused": 0, "roottotal": node.disk_mib * MIB,
-                    "rootused": use.disk_used_mib * MIB, "netin": round(50_000 * f), "netout": round(40_000 * f),
-                    "arcsize": 0, "pressurecpusome": _pressure(c), "pressureiosome": 0.1, "pressureiofull": 0.05,
-                    "pressurememorysome": _pressure(m / total if total else 0.0),
-                    "pressurememoryfull": round(_pressure(m / total if total else 0.0) / 2, 2)})
+        row = {"time": t, "loadavg": round(c * maxcpu, 2), "maxcpu": maxcpu, "cpu": round(c, 6),
+               "iowait": 0.001, "memtotal": total, "memused": round(m), "memavailable": round(total - m),
+               "swaptotal": 8192 * MIB, "swapused": 0, "roottotal": node.disk_mib * MIB,
+               "rootused": use.disk_used_mib * MIB, "netin": round(50_000 * f), "netout": round(40_000 * f),
+               "arcsize": 0, **psi.node_default(demand * f, m / total if total else 0.0)}
+        row.update(_set_at(snap, ("node", node.name), t, step))
+        out.append(row)
     return out
 
 
@@ -625,7 +674,7 @@ def guest_rrd(snap: Snapshot, guest: GuestRec, params: dict[str, str]) -> list[d
     step, points, peak = _frame(params, node_level=False)
     live = _guest_live(snap, guest)
     numbers = _guest_numbers(snap, guest)
-    pressure = _guest_pressure(snap, guest)
+    pressure = _guest_pressure_default(snap, guest)
     out = []
     for t in _times(snap, step, points):
         f = _wiggle(t, guest.vmid, peak)
@@ -637,6 +686,7 @@ def guest_rrd(snap: Snapshot, guest: GuestRec, params: dict[str, str]) -> list[d
             row.update(netin=round(12_000 * rate * f), netout=round(8_000 * rate * f),
                        diskread=round(30_000 * rate * f), diskwrite=round(20_000 * rate * f),
                        **{k: round(min(100.0, v * f), 2) for k, v in pressure.items()})
+            row.update(_set_at(snap, ("guest", guest.vmid), t, step))
             if guest.kind == "qemu":
                 row["memhost"] = row["mem"]
         out.append(row)

@@ -45,6 +45,31 @@ def small_cluster() -> Cluster:
     return cluster_from_dict(data, source="<simulator-test>")
 
 
+def ha_cluster() -> Cluster:
+    """3 equal nodes and HA guests under every kind of HA rule, for the HA manager tests.
+
+    vm:100 and vm:101 must stay apart; vm:102 and vm:103 together; vm:104 only on pve1/pve2
+    (strict); vm:105 never on pve3 (strict, negative node affinity); vm:106 prefers pve2 (non-strict);
+    ct:110 is HA without rules; vm:120 is not HA-managed.
+    """
+    nodes = [{"name": f"pve{i}", "cpus": 16, "memory": "64G", "disk": "1T"} for i in (1, 2, 3)]
+    spec = [(100, "pve1"), (101, "pve2"), (102, "pve1"), (103, "pve1"), (104, "pve1"), (105, "pve1"), (106, "pve2")]
+    guests = [{"vmid": vmid, "name": f"ha{vmid}", "node": node, "memory": "4G", "memory_used": "2G", "disk": "16G",
+               "ha": True} for vmid, node in spec]
+    guests += [{"vmid": 110, "name": "ha-ct", "type": "ct", "node": "pve1", "memory": "1G", "disk": "4G", "ha": True},
+               {"vmid": 120, "name": "plain", "node": "pve1", "memory": "4G", "memory_used": "2G", "disk": "16G"}]
+    ha_rules = [
+        {"rule": "apart", "type": "resource-affinity", "resources": "vm:100,vm:101", "affinity": "negative"},
+        {"rule": "together", "type": "resource-affinity", "resources": "vm:102,vm:103", "affinity": "positive"},
+        {"rule": "pinned", "type": "node-affinity", "resources": "vm:104", "nodes": "pve1,pve2", "strict": True},
+        {"rule": "not-pve3", "type": "node-affinity", "resources": "vm:105", "nodes": "pve3", "strict": True,
+         "affinity": "negative"},
+        {"rule": "prefer-pve2", "type": "node-affinity", "resources": "vm:106", "nodes": "pve2:2,pve1"},
+    ]
+    data = {"version": 1, "cluster": "hatest", "nodes": nodes, "guests": guests, "ha_rules": ha_rules}
+    return cluster_from_dict(data, source="<simulator-ha-test>")
+
+
 def client(server: SimulatorServer, **extra: Any) -> ProxmoxAPI:
     """proxmoxer over verified HTTPS with the simulator's CA, password login."""
     return ProxmoxAPI("127.0.0.1", port=server.port, user=server.user, password=server.password,

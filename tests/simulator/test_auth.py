@@ -6,6 +6,7 @@ import pytest
 import requests
 from proxmoxer import AuthenticationError, ProxmoxAPI, ResourceException
 
+from proxlb_opt.simulator import Faults
 from proxlb_opt.simulator.auth import Authenticator
 from proxlb_opt.simulator.state import PveError
 from tests.simulator.helpers import client, token_client
@@ -130,3 +131,55 @@ def test_ssl_verification_false_still_works(sim):
     # proxlb.yaml offers `ssl_verification: false`; it must reach the same API.
     unverified = ProxmoxAPI("127.0.0.1", port=sim.port, user=sim.user, password=sim.password, verify_ssl=False)
     assert unverified.version.get()["version"].startswith("9.")
+
+
+# ---------------------------------------------------------------------- ticket faults (simulated clock)
+
+def _denied(call) -> ResourceException:
+    with pytest.raises(ResourceException) as err:
+        call()
+    assert (err.value.status_code, err.value.content) == (401, "permission denied - invalid PVE ticket")
+    return err.value
+
+
+def test_tickets_expire_after_a_lifetime_in_simulated_seconds(frozen):
+    frozen.faults = Faults(ticket_lifetime_s=600)
+    api = client(frozen)
+    frozen.advance(599)
+    assert api.nodes.get()
+    frozen.advance(2)
+    _denied(lambda: api.nodes.get())
+    ticket = api._store["session"].auth.pve_auth_ticket
+    assert _login(frozen, ticket).status_code == 401  # an expired ticket cannot be renewed either
+    fresh = client(frozen)  # a new password login works
+    assert fresh.nodes.get()
+    frozen.faults = Faults()  # without the fault, the real two-hour lifetime applies again
+    assert api.nodes.get()
+
+
+def test_token_auth_ignores_ticket_faults(frozen):
+    frozen.faults = Faults(ticket_lifetime_s=1)
+    frozen.advance(3600)
+    assert token_client(frozen).nodes.get()
+
+
+def test_all_tickets_revoked_at_a_moment(frozen):
+    before = client(frozen)
+    frozen.faults = Faults(tickets_revoked_at=frozen.now() + 30)
+    frozen.advance(10)
+    during = client(frozen)  # issued before the moment: revoked too
+    assert before.nodes.get() and during.nodes.get()
+    frozen.advance(20)
+    _denied(lambda: before.nodes.get())
+    _denied(lambda: during.nodes.get())
+    assert client(frozen).nodes.get()  # logins after the moment are fine
+
+
+def test_invalidate_tickets_now(sim):
+    api = client(sim)
+    assert api.nodes.get()
+    sim.invalidate_tickets()
+    _denied(lambda: api.nodes.get())
+    _denied(lambda: api.nodes("pve1").qemu(100).migrate.post(target="pve2", online=1))
+    assert sim.state.tasks() == ()
+    assert client(sim).nodes.get()

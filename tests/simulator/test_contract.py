@@ -12,7 +12,8 @@ from typing import Any, Callable
 import pytest
 from proxmoxer import ResourceException
 
-from tests.simulator.helpers import client, wait_task
+from proxlb_opt.simulator import SimulatorServer
+from tests.simulator.helpers import FAST, client, wait_task
 from tests.simulator.schema_check import returns_of, schema_paths, violations
 
 LXC_PSI = ("pressurecpusome", "pressurecpufull", "pressureiosome", "pressureiofull", "pressurememorysome",
@@ -59,12 +60,13 @@ CASES: list[Case] = [
 ]
 
 
-@pytest.fixture
-def busy_api(sim):
-    """A client on a simulator with one finished migration, so task lists are not empty."""
-    api = client(sim)
-    wait_task(api, api.nodes("pve2").qemu(102).migrate.post(target="pve1"))
-    return api
+@pytest.fixture(params=["9.1.1", "9.2.6"])
+def busy_api(request, model):
+    """A client on a simulator (as PVE 9.1 and 9.2) with one finished migration, so task lists are not empty."""
+    with SimulatorServer(model, time_scale=FAST, pve_version=request.param) as sim:
+        api = client(sim)
+        wait_task(api, api.nodes("pve2").qemu(102).migrate.post(target="pve1"))
+        yield api
 
 
 @pytest.mark.parametrize("path,case_id,call,options", CASES, ids=[c[1] for c in CASES])

@@ -138,3 +138,47 @@ def test_fault_sets_are_normalised():
     assert faults.offline_nodes == frozenset({"pve3"}) and faults.task_hang == frozenset({5})
     state = SimState(small_cluster(), time_scale=0, faults=Faults(drop_first=1))
     assert state.should_drop() and not state.should_drop()
+
+
+def test_storage_error_on_a_local_disk_copy(frozen, frozen_api):
+    frozen.faults = Faults(storage_error={101})
+    before = frozen.state.node_usage("pve2").disk_used_mib
+    upid = frozen_api.nodes("pve1").qemu(101).migrate.post(target="pve2", online=1, **{"with-local-disks": 1})
+    frozen.advance(5)
+    assert task_status(frozen_api, upid)["status"] == "running"
+    assert frozen.state.node_usage("pve2").disk_used_mib == before + 40 * 1024  # copying
+    frozen.advance(60)
+    status = task_status(frozen_api, upid)
+    assert (status["status"], status["exitstatus"]) == ("stopped", "migration aborted")
+    log = [line["t"] for line in frozen_api.nodes("pve1").tasks(upid).log.get()]
+    assert "ERROR: storage migration for 'local:101/vm-101-disk-0.qcow2' to storage 'local' failed - command " in log[-3]
+    assert "pvesm import local:101/vm-101-disk-0.qcow2" in log[-3] and log[-3].endswith("failed: exit code 255")
+    assert "ERROR: migration aborted (duration 00:00:" in log[-2] and log[-1] == "TASK ERROR: migration aborted"
+    assert frozen.state.placement()[101] == "pve1" and frozen.state.lock_of(101) is None
+    assert frozen.state.node_usage("pve2").disk_used_mib == before  # the partial copy is gone
+
+
+def test_storage_error_text_and_containers(sim, api):
+    sim.faults = Faults(storage_error={201: "zfs error: cannot receive: out of space", 200: ""})
+    status = wait_task(api, api.nodes("pve3").lxc(201).migrate.post(target="pve1"))
+    log = " ".join(line["t"] for line in api.nodes("pve3").tasks(status["upid"]).log.get())
+    assert status["exitstatus"] == "migration aborted"
+    assert "storage migration for 'local:201/vm-201-disk-0.raw' to storage 'local' failed - zfs error" in log
+    shared = wait_task(api, api.nodes("pve2").lxc(200).migrate.post(target="pve1", restart=1))
+    log = " ".join(line["t"] for line in api.nodes("pve2").tasks(shared["upid"]).log.get())
+    assert "storage 'ceph-vm' is not available on node 'pve1'" in log
+    assert sim.state.placement()[200] == "pve2" and sim.state.is_running(200)
+
+
+def test_storage_error_on_shared_storage_is_refused_before_the_task(sim, api):
+    sim.faults = Faults(storage_error=[100])
+    with pytest.raises(ResourceException) as err:
+        api.nodes("pve1").qemu(100).migrate.post(target="pve2", online=1)
+    assert (err.value.status_code, err.value.content) == (500, "storage 'ceph-vm' is not available on node 'pve2'")
+    assert sim.state.tasks() == ()
+
+
+def test_update_faults_keeps_the_other_fields(sim, api):
+    sim.faults = Faults(locked={100: "backup"})
+    sim.update_faults(no_quorum=True)
+    assert sim.faults.locked == {100: "backup"} and sim.faults.no_quorum
