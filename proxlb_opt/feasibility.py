@@ -111,6 +111,52 @@ class Occupancy:
             ok &= self.anti[i] + count - on <= p.rules.anti_affinities[i].per_node_cap
         return ok
 
+    def unit_targets(self, units: np.ndarray) -> np.ndarray:
+        """bool[U, n]: where each of `units` may go now (`targets` for many gathered units at once; a unit's
+        own node counts as allowed, callers that want a move mask it)."""
+        p = self.problem
+        units = np.asarray(units, dtype=np.int64)
+        ok = p.unit_allowed[units] & p.rules.eligible[None, :] & np.asarray(p.cluster.node_online)[None, :]
+        if p.hard.names:
+            ok &= (self.hard[None, :, :] + p.unit_hard[units][:, None, :] <= p.hard.limit[None, :, :]).all(axis=2)
+        for i, u in enumerate(units):
+            for group, count in p.unit_anti[u].items():
+                ok[i] &= self.anti[group] + count <= p.anti_caps[group]
+        return ok
+
+    def swaps_within_limits(self, units_s: np.ndarray, s: int, units_t: np.ndarray, t: int) -> np.ndarray:
+        """bool[A, B]: swapping unit a (on s) with unit b (on t) keeps both nodes' hard limits and domains."""
+        p = self.problem
+        ok = p.unit_allowed[units_s, t][:, None] & p.unit_allowed[units_t, s][None, :]
+        if p.hard.names:
+            net = p.unit_hard[units_s][:, None, :] - p.unit_hard[units_t][None, :, :]
+            ok &= (self.hard[t] + net <= p.hard.limit[t]).all(axis=2)
+            ok &= (self.hard[s] - net <= p.hard.limit[s]).all(axis=2)
+        return ok
+
+    def swap_keeps_anti_affinity(self, u: int, s: int, v: int, t: int) -> bool:
+        """Unit u goes from s to t while unit v goes from t to s: no anti-affinity group over its cap."""
+        p = self.problem
+        for mine, theirs, node in ((p.unit_anti[u], p.unit_anti[v], t), (p.unit_anti[v], p.unit_anti[u], s)):
+            for group, count in mine.items():
+                if self.anti[group, node] - theirs.get(group, 0) + count > p.anti_caps[group]:
+                    return False
+        return True
+
+    def shortfall(self, guests: Sequence[int], target: int) -> tuple[np.ndarray, set[int]]:
+        """What keeps `guests` off `target`: int64[k] demand to free per hard limit (≤ 0: none), and the
+        anti-affinity groups already at their cap there."""
+        p = self.problem
+        arriving = [g for g in guests if self.placement[g] != target]
+        need = self.hard[target] + p.hard.demand[arriving].sum(axis=0) - p.hard.limit[target]
+        groups = {i for i, count in _anti_counts(p, arriving).items() if self.anti[i, target] + count > p.anti_caps[i]}
+        return need, groups
+
+    def crowded(self) -> list[tuple[int, int, int]]:
+        """(group, node, members over the cap) for every anti-affinity group over its cap on a node."""
+        over = self.anti - self.problem.anti_caps[:, None]
+        return [(int(i), int(n), int(over[i, n])) for i, n in zip(*np.nonzero(over > 0))]
+
     # ------------------------------------------------------------------------- changes
 
     def move(self, guests: Sequence[int], target: int) -> None:

@@ -54,15 +54,8 @@ class _Search:
         self.p = problem
         self.occ = Occupancy(problem, start)
         self.eligible = problem.eligible_nodes
-        n_units = len(problem.units)
-        self.unit_hard = np.zeros((n_units, problem.hard.demand.shape[1]), dtype=np.int64)
-        self.unit_balance = np.zeros((n_units, problem.balance.demand.shape[1]))
-        for u, members in enumerate(problem.units):
-            self.unit_hard[u] = problem.hard.demand[members].sum(axis=0)
-            self.unit_balance[u] = problem.balance.demand[members].sum(axis=0)
-        self.unit_size = np.array([len(m) for m in problem.units], dtype=np.int64)
+        self.unit_balance = problem.unit_balance
         self.unit_cost = np.array([int(problem.loads.migration_cost[m].sum()) for m in problem.units], dtype=np.int64)
-        self.unit_anti = [_anti_counts(problem, m) for m in problem.units]
         self.original = problem.current
 
     # ------------------------------------------------------------------------- one step
@@ -99,15 +92,9 @@ class _Search:
         return home[:, [source]] - home
 
     def _feasible(self, units: np.ndarray, source: int) -> np.ndarray:
-        """bool[U, n]: where each unit (now on `source`) may go, by feasibility's rules (vectorized)."""
-        p, occ = self.p, self.occ
-        ok = p.unit_allowed[units] & p.rules.eligible[None, :] & np.asarray(p.cluster.node_online)[None, :]
+        """bool[U, n]: where each unit (now on `source`) may move."""
+        ok = self.occ.unit_targets(units)
         ok[:, source] = False
-        if p.hard.names:
-            ok &= (occ.hard[None, :, :] + self.unit_hard[units][:, None, :] <= p.hard.limit[None, :, :]).all(axis=2)
-        for i, u in enumerate(units):
-            for group, count in self.unit_anti[u].items():
-                ok[i] &= occ.anti[group] + count <= p.anti_caps[group]
         return ok
 
     # ------------------------------------------------------------------------- moves
@@ -214,12 +201,7 @@ class _Search:
         else:
             hi, lo = np.maximum(new_s, new_t), np.minimum(new_s, new_t)
         gain = current - (hi - lo) @ p.balance.weights
-        ok = gain > EPS
-        ok &= p.unit_allowed[us, t][:, None] & p.unit_allowed[ut, s][None, :]
-        if p.hard.names:
-            hard_net = self.unit_hard[us][:, None, :] - self.unit_hard[ut][None, :, :]
-            ok &= (self.occ.hard[t] + hard_net <= p.hard.limit[t]).all(axis=2)
-            ok &= (self.occ.hard[s] - hard_net <= p.hard.limit[s]).all(axis=2)
+        ok = (gain > EPS) & self.occ.swaps_within_limits(us, s, ut, t)
         cost = self._move_delta(us, s)[:, t][:, None] + self._move_delta(ut, t)[:, s][None, :]
         ok &= cost <= budget
         if not ok.any():
@@ -229,7 +211,7 @@ class _Search:
             a, b = np.unravel_index(int(np.argmax(per)), per.shape)
             if per[a, b] == -np.inf:
                 return None
-            if self._swap_keeps_anti(int(us[a]), s, int(ut[b]), t):
+            if self.occ.swap_keeps_anti_affinity(int(us[a]), s, int(ut[b]), t):
                 return (float(per[a, b]), -int(us[a]), -int(ut[b])), [(int(us[a]), t), (int(ut[b]), s)]
             per[a, b] = -np.inf
         return None
@@ -240,18 +222,6 @@ class _Search:
             size = self.unit_balance[units] @ self.p.balance.weights
             units = units[np.argsort(-size, kind="stable")[:SWAP_UNITS]]
         return units
-
-    def _swap_keeps_anti(self, u: int, s: int, v: int, t: int) -> bool:
-        anti = self.occ.anti
-        for group, count in self.unit_anti[u].items():
-            back = self.unit_anti[v].get(group, 0)
-            if anti[group, t] - back + count > self.p.anti_caps[group]:
-                return False
-        for group, count in self.unit_anti[v].items():
-            back = self.unit_anti[u].get(group, 0)
-            if anti[group, s] - back + count > self.p.anti_caps[group]:
-                return False
-        return True
 
 
 def _first_not(candidates: list[int], values: np.ndarray, s: int, t_nodes: np.ndarray, empty: float) -> np.ndarray:
@@ -266,10 +236,3 @@ def _first_not(candidates: list[int], values: np.ndarray, s: int, t_nodes: np.nd
         settled |= take
     return out
 
-
-def _anti_counts(problem: Problem, members: np.ndarray) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for g in members:
-        for i in problem.anti_of[int(g)]:
-            counts[i] = counts.get(i, 0) + 1
-    return counts

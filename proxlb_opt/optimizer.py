@@ -6,8 +6,8 @@ The pipeline, all on one Problem and one Deadline:
     the allowance of everything after it is its move count plus the budget. If no repair exists,
     the rules in conflict are named (InfeasibleError); if none was found in time, SolveTimeoutError
     (exit 5) — the only way this pipeline ends without a plan.
-(b) **incumbents**: the ProxLB-style greedy (when its answer is valid), the unit greedy from the
-    repair, and the unit-move local search from the best of them.
+(b) **incumbents**: the ProxLB-style greedy (when its answer is valid), the unit greedy and the band
+    construction (band.py) from the repair, and the unit-move local search from the best of them.
 (c) **CP-SAT**, warm-started from the best incumbent: the whole model when it is small enough (it can
     prove optimality), large-neighbourhood search otherwise, or after the whole model when it did
     not prove its answer in its share of the time.
@@ -19,11 +19,13 @@ Time: each stage takes a share of what is left of the deadline; a share is kept 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from proxlb_opt import check
+from proxlb_opt.band import band_search
 from proxlb_opt.bounds import budget_bounds, weighted_bound
 from proxlb_opt.cpsat.context import BuildOptions
 from proxlb_opt.cpsat.lns import large_neighbourhood_search
@@ -35,13 +37,15 @@ from proxlb_opt.local_search import improve
 from proxlb_opt.problem import Problem
 from proxlb_opt.repair import RepairResult, lower_bound_moves, repair_exact, repair_heuristic, tightened_limits
 
+log = logging.getLogger("proxlb_opt.optimizer")
+
 #: Above this many placement variables the whole model is not solved at once: LNS takes over.
 FULL_MODEL_MAX_VARS = 6000
 #: Share of the time left kept for diffing, sequencing and replay.
 SEQUENCING_SHARE = 0.08
 #: Shares of the time left for the repair's CP-SAT stage and for the incumbents (greedies + local search).
 REPAIR_SHARE = 0.25
-INCUMBENT_SHARE = 0.2
+INCUMBENT_SHARE = 0.3
 #: Share of the search time the whole model gets before neighbourhood search takes over (unless proven).
 EXACT_SHARE = 0.85
 #: Tolerance between the solver's own spread and the checker's: both use 0.01 pp resolution per resource.
@@ -82,24 +86,30 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
         repaired = find_repair(problem, search, notes)
     problem = problem.with_repair(repaired.moves, tightened_limits(problem, repaired.placement))
     _assert_valid(problem, repaired.placement, "repair")
+    _progress("repair", problem, repaired.placement, deadline)
 
     candidates = [repaired.placement]
     candidates += [p for p in starts if not check.violations(problem, p)]
     proxlb = proxlb_greedy(problem, problem.budget).placement
     if not check.violations(problem, proxlb):
         candidates.append(proxlb)
-    incumbent_time = search.sub(search.share(INCUMBENT_SHARE))
-    fair = unit_greedy(problem, repaired.placement, incumbent_time)
-    candidates.append(fair)
-    local = improve(problem, _best(problem, candidates), incumbent_time).placement
-    candidates.append(local)
-    best = _best(problem, candidates)
-    for name, placement in (("unit greedy", fair), ("local search", local)):
-        _assert_valid(problem, placement, name)
-
     floors = budget_bounds(problem)
     bound = weighted_bound(problem, floors)
+    incumbent_time = search.sub(search.share(INCUMBENT_SHARE))
+    fair = unit_greedy(problem, repaired.placement, incumbent_time)
+    _progress("unit greedy", problem, fair, deadline)
+    banded = band_search(problem, repaired.placement, incumbent_time.sub(incumbent_time.share(0.6)), floor=bound)
+    _progress("band search", problem, banded, deadline)
+    candidates += [fair, banded]
+    local = improve(problem, _best(problem, candidates), incumbent_time).placement
+    _progress("local search", problem, local, deadline)
+    candidates.append(local)
+    best = _best(problem, candidates)
+    for name, placement in (("unit greedy", fair), ("band search", banded), ("local search", local)):
+        _assert_valid(problem, placement, name)
+
     placement, status, bound, cost_proven = _cpsat(problem, best, floors, bound, search, notes)
+    _progress("CP-SAT", problem, placement, deadline)
     candidates.append(placement)
     final = _best(problem, candidates)
     if final is not candidates[-1] and status == "optimal":
@@ -113,6 +123,12 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
                    notes=tuple(notes), cost_proven=status == "optimal" and cost_proven)
 
 
+def _progress(stage: str, problem: Problem, placement: np.ndarray, deadline: Deadline) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s: spread %.2f pp, %d moves, %.2f s of %.0f s used", stage, check.spread(problem, placement),
+                  check.move_count(problem, placement), deadline.elapsed(), deadline.seconds)
+
+
 # ----------------------------------------------------------------------------- (a) repair
 
 
@@ -120,11 +136,13 @@ def find_repair(problem: Problem, deadline: Deadline, notes: list[str]) -> Repai
     heuristic = repair_heuristic(problem, deadline)
     if heuristic is not None and heuristic.proven_minimal:
         return heuristic
-    free = None
+    restrict = None
     if variable_count(problem) > FULL_MODEL_MAX_VARS:
-        free = _repair_neighbourhood(problem, heuristic)
-    exact = repair_exact(problem, solver_settings(problem), deadline.share(REPAIR_SHARE, at_least=min(
-        1.0, deadline.remaining())), heuristic, free)
+        restrict = _repair_neighbourhood(problem, heuristic)
+    exact = None
+    if restrict is None or int(restrict.sum()) <= FULL_MODEL_MAX_VARS + problem.cluster.n_guests:
+        time_limit = deadline.share(REPAIR_SHARE, at_least=min(1.0, deadline.remaining()))
+        exact = repair_exact(problem, solver_settings(problem), time_limit, heuristic, restrict)
     options = [r for r in (heuristic, exact) if r is not None]
     if not options:
         raise SolveTimeoutError(f"no placement that repairs every rule was found within the time limit of "
@@ -136,8 +154,8 @@ def find_repair(problem: Problem, deadline: Deadline, notes: list[str]) -> Repai
 
 
 def _repair_neighbourhood(problem: Problem, heuristic: RepairResult | None) -> np.ndarray:
-    """bool[g]: the guests a large repair model may move: units that must move or that the heuristic
-    moved, and every unit on the nodes they touch."""
+    """bool[g, n]: where a large repair model lets guests go. The units that must move, or that the heuristic
+    moved, may go to any node either of them touched; every other guest stays where it is."""
     rules, current = problem.rules, problem.current
     free = rules.mandatory.copy()
     for members in problem.units:
@@ -148,8 +166,12 @@ def _repair_neighbourhood(problem: Problem, heuristic: RepairResult | None) -> n
     touched = set(current[free].tolist())
     if heuristic is not None:
         touched |= set(heuristic.placement[free].tolist())
-    free |= np.isin(current, sorted(touched)) & rules.movable
-    return free
+    nodes = np.zeros(problem.cluster.n_nodes, dtype=bool)
+    nodes[sorted(touched)] = True
+    restrict = np.zeros_like(rules.allowed)
+    restrict[np.arange(problem.cluster.n_guests), current] = True
+    restrict[free] |= nodes[None, :] & rules.allowed[free]
+    return restrict
 
 
 def _excess_note(problem: Problem, repaired: RepairResult) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from proxlb_opt.cluster import Cluster
-from proxlb_opt.cpsat.waves import MAX_EXACT_STEPS, WaveProblem, seconds, solve_waves
+from proxlb_opt.cpsat.waves import MAX_EXACT_STEPS, WaveProblem, solve_waves
 from proxlb_opt.errors import InternalError, UnsafePlanError
 from proxlb_opt.feasibility import Occupancy
 from proxlb_opt.problem import Problem
@@ -114,10 +114,9 @@ def reasons(problem: Problem) -> list[str]:
     over = (hard.load(node) > hard.goal).any(axis=1) if hard.names else np.zeros(cluster.n_nodes, dtype=bool)
     for g in np.flatnonzero(over[node]):
         out[g] = "capacity"
-    for group in rules.anti_affinities:
-        counts = np.bincount(node[list(group.members)], minlength=cluster.n_nodes)
-        for g in group.members:
-            if counts[node[g]] > group.per_node_cap:
+    for i, n, _ in Occupancy(problem).crowded():
+        for g in rules.anti_affinities[i].members:
+            if node[g] == n:
                 out[g] = "anti-affinity"
     for group in rules.affinities:
         if len(set(node[list(group.members)].tolist())) > 1:
@@ -189,25 +188,11 @@ def sequence(problem: Problem, steps: list[Step], limits: Limits, exact_time_lim
 
 def _shorten_with_cpsat(problem: Problem, plan: Plan, limits: Limits, time_limit: float) -> Plan:
     """Re-assign direct steps to waves with the CP-SAT wave model; keep whichever plan is shorter and safe."""
-    cluster, rules = problem.cluster, problem.rules
     steps = list(plan.steps)
     if len(steps) < 2 or len(steps) > MAX_EXACT_STEPS or plan.parking_hops or limits.parallel < 2:
         return plan  # one migration at a time: every safe order takes the same time
-    index = {s.guest: i for i, s in enumerate(steps)}
-    anti_groups = []
-    for group in rules.anti_affinities:
-        member_steps = [index[g] for g in group.members if g in index]
-        if member_steps:
-            fixed = np.bincount([cluster.guest_node[g] for g in group.members if g not in index],
-                                minlength=cluster.n_nodes)
-            anti_groups.append((group.per_node_cap, member_steps, {int(n): int(c) for n, c in enumerate(fixed) if c}))
-    hard = problem.hard
-    wave_problem = WaveProblem(
-        sources=np.array([s.source for s in steps]), targets=np.array([s.target for s in steps]),
-        durations=np.array([seconds(s.seconds) for s in steps]), demand=hard.demand[[s.guest for s in steps]],
-        initial_load=hard.load(problem.current), limit=hard.limit, parallel=limits.parallel,
-        incoming=limits.incoming_per_node, outgoing=limits.outgoing_per_node, anti_groups=anti_groups,
-        n_nodes=cluster.n_nodes)
+    wave_problem = WaveProblem.of(problem, [(s.guest, s.source, s.target, s.seconds) for s in steps],
+                                  limits.parallel, limits.incoming_per_node, limits.outgoing_per_node)
     waves = solve_waves(wave_problem, np.array([s.wave for s in steps]), time_limit)
     if waves is None:
         return plan

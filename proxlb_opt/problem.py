@@ -187,6 +187,34 @@ class Problem:
         return _ro(out)
 
     @cached_property
+    def unit_hard(self) -> np.ndarray:
+        """int64[u, k]: each unit's demand under each hard limit."""
+        out = np.zeros((len(self.units), self.hard.demand.shape[1]), dtype=np.int64)
+        for u, members in enumerate(self.units):
+            out[u] = self.hard.demand[members].sum(axis=0)
+        return _ro(out)
+
+    @cached_property
+    def unit_balance(self) -> np.ndarray:
+        """float[u, r]: each unit's balance demand."""
+        out = np.zeros((len(self.units), self.balance.demand.shape[1]))
+        for u, members in enumerate(self.units):
+            out[u] = self.balance.demand[members].sum(axis=0)
+        return _ro(out)
+
+    @cached_property
+    def unit_anti(self) -> tuple[dict[int, int], ...]:
+        """Per unit: anti-affinity group → how many of the unit's members are in it."""
+        out = []
+        for members in self.units:
+            counts: dict[int, int] = {}
+            for g in members:
+                for i in self.anti_of[int(g)]:
+                    counts[i] = counts.get(i, 0) + 1
+            out.append(counts)
+        return tuple(out)
+
+    @cached_property
     def unit_allowed(self) -> np.ndarray:
         """bool[u, n]: nodes where every member of the unit may run."""
         out = np.ones((len(self.units), self.cluster.n_nodes), dtype=bool)

@@ -145,29 +145,29 @@ def _make_room(occ: Occupancy, members: np.ndarray, target: int, protected: set[
 def _evictee(occ: Occupancy, members: np.ndarray, target: int, protected: set[int]) -> tuple[int, int] | None:
     """The unit on `target` whose leaving helps most and that has somewhere to go, with its destination."""
     p = occ.problem
-    arriving = [g for g in members if occ.placement[g] != target]
-    need = occ.hard[target] + p.hard.demand[arriving].sum(axis=0) - p.hard.limit[target]  # > 0: must free
-    blocking_groups = {i for g in arriving for i in p.anti_of[g] if occ.anti[i, target] + 1 > p.anti_caps[i]}
-    best: tuple[float, int, int] | None = None
-    on_target = np.unique(p.unit_of[(occ.placement == target) & (p.unit_of >= 0)])
-    for unit in on_target:
-        unit = int(unit)
-        if unit in protected or not (occ.placement[p.units[unit]] == target).all():
-            continue
-        unit_members = p.units[unit]
-        helps_anti = any(i in blocking_groups for g in unit_members for i in p.anti_of[g])
-        freed = p.hard.demand[unit_members].sum(axis=0)
-        gain = float(np.minimum(freed, np.maximum(need, 0)).sum() / max(1, np.maximum(need, 0).sum()))
-        if gain <= 0 and not helps_anti:
-            continue
-        targets = occ.targets(unit_members)
-        targets[target] = False
-        if not targets.any():
-            continue
-        key = (-(gain + (1.0 if helps_anti else 0.0)), len(unit_members), unit)
-        if best is None or key < best[0]:
-            best = (key, unit, _best_target(occ, unit_members, targets))
-    return None if best is None else (best[1], best[2])
+    need, blocking_groups = occ.shortfall(members, target)  # need > 0: that much must leave the target
+    need = np.maximum(need, 0)
+    units = [int(u) for u in np.unique(p.unit_of[(occ.placement == target) & (p.unit_of >= 0)])
+             if int(u) not in protected and (occ.placement[p.units[int(u)]] == target).all()]
+    if not units:
+        return None
+    units = np.array(units, dtype=np.int64)
+    gain = np.minimum(p.unit_hard[units], need[None, :]).sum(axis=1) / max(1, int(need.sum()))
+    helps_anti = np.array([any(i in blocking_groups for i in p.unit_anti[u]) for u in units], dtype=bool)
+    useful = (gain > 0) | helps_anti
+    if not useful.any():
+        return None
+    units, gain, helps_anti = units[useful], gain[useful], helps_anti[useful]
+    targets = occ.unit_targets(units)
+    targets[:, target] = False
+    movable = targets.any(axis=1)
+    if not movable.any():
+        return None
+    sizes = np.array([len(p.units[u]) for u in units])
+    order = np.lexsort((units, sizes, -(gain + helps_anti)))
+    best = next(i for i in order if movable[i])
+    unit = int(units[best])
+    return unit, _best_target(occ, p.units[unit], targets[best])
 
 
 def _adopt(occ: Occupancy, trial: Occupancy) -> None:
@@ -179,20 +179,16 @@ def _adopt(occ: Occupancy, trial: Occupancy) -> None:
 
 def _spread_anti_affinity(occ: Occupancy, fixed: set[int]) -> bool:
     p = occ.problem
-    for i, group in enumerate(p.rules.anti_affinities):
-        for n in np.flatnonzero(occ.anti[i] > group.per_node_cap):
-            extra = int(occ.anti[i, n] - group.per_node_cap)
-            movers = [int(p.unit_of[g]) for g in group.members
-                      if occ.placement[g] == n and p.unit_of[g] >= 0 and int(p.unit_of[g]) not in fixed]
-            movers = sorted(set(movers), key=lambda u: (len(p.units[u]), u))
-            for u in movers:
-                if extra <= 0:
-                    break
-                if _place_away(occ, u, int(n), fixed):
-                    extra -= sum(1 for g in p.units[u] if i in p.anti_of[g])
-            if occ.anti[i, n] > group.per_node_cap:
-                return False
-    return True
+    for i, n, extra in occ.crowded():
+        group = p.rules.anti_affinities[i]
+        movers = [int(p.unit_of[g]) for g in group.members
+                  if occ.placement[g] == n and p.unit_of[g] >= 0 and int(p.unit_of[g]) not in fixed]
+        for u in sorted(set(movers), key=lambda u: (len(p.units[u]), u)):
+            if extra <= 0:
+                break
+            if _place_away(occ, u, n, fixed):
+                extra -= p.unit_anti[u].get(i, 0)
+    return not occ.crowded()
 
 
 def _place_away(occ: Occupancy, u: int, source: int, fixed: set[int]) -> bool:
@@ -247,30 +243,25 @@ def _relieve_over_capacity(occ: Occupancy, fixed: set[int]) -> None:
 
 
 def repair_exact(problem: Problem, solver: SolverSettings, time_limit: float,
-                 hint: RepairResult | None, free_guests: np.ndarray | None = None) -> RepairResult | None:
+                 hint: RepairResult | None, restrict: np.ndarray | None = None) -> RepairResult | None:
     """CP-SAT on the repair model: least excess over capacity, then fewest moves, then lowest spread.
 
-    `free_guests` (bool[g]) limits which guests may move (large clusters); the move count is then the
+    `restrict` (bool[g, n]) limits where guests may go (large clusters); the move count is then the
     fewest within that neighbourhood, not proven for the whole cluster. None: no answer in time;
     InfeasibleError when the rules cannot all hold.
     """
     unbounded = problem.with_budget(None)
-    restrict = None
-    if free_guests is not None:
-        restrict = np.zeros_like(problem.rules.allowed)
-        restrict[np.arange(problem.cluster.n_guests), problem.current] = True
-        restrict[free_guests] = True
     options = BuildOptions(repair=True, hint=None if hint is None else hint.placement, restrict_to=restrict)
-    result = solve_lexicographic(unbounded, solver, options, time_limit, stages=("excess", "moves", "spread"))
+    result = solve_lexicographic(unbounded, solver, options, time_limit, stages=("excess", "moves", "spread", "order"))
     if result.infeasible:
-        if free_guests is None:
+        if restrict is None:
             raise infeasible_error(unbounded, time_limit=max(1.0, time_limit))
         return None
     if not result.found:
         return None
     placement = result.placement
     occ = Occupancy(unbounded, placement)
-    proven = free_guests is None and result.proven.get("excess", False) and result.proven.get("moves", False)
+    proven = restrict is None and result.proven.get("excess", False) and result.proven.get("moves", False)
     return RepairResult(placement=placement, moves=occ.moves(), proven_minimal=proven,
                         excess=np.maximum(0, occ.hard - problem.hard.goal))
 

@@ -31,12 +31,14 @@ class Terms:
     cost: list = field(default_factory=list)  # migration cost (GiB copied) and soft preferences
     moves: list = field(default_factory=list)  # 1 per moved guest
     excess: list = field(default_factory=list)  # repair model: load over a hard limit's capacity
+    order: list = field(default_factory=list)  # a fixed pseudo-random rank per move: picks one of equal plans
 
     def add(self, other: "Terms") -> None:
         self.spread += other.spread
         self.cost += other.cost
         self.moves += other.moves
         self.excess += other.excess
+        self.order += other.order
 
 
 @dataclass

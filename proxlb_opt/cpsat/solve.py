@@ -75,11 +75,14 @@ def spread_units(pp: float, problem: Problem) -> int:
 
 
 def solve_lexicographic(problem: Problem, settings: SolverSettings, options: BuildOptions, time_limit: float,
-                        stages: tuple[str, ...] = ("spread", "cost"), first_gap: int = 0) -> SolveResult:
+                        stages: tuple[str, ...] = ("spread", "cost", "order"), first_gap: int = 0) -> SolveResult:
     """Minimize each kind of `stages` in turn, keeping the earlier ones at the values reached.
 
     `first_gap` is an absolute gap limit for the first stage (in its own units). A later stage runs
     only while time is left; its answer replaces the earlier one only when the solver found one.
+    The "order" stage runs only when every earlier stage was proven: among the plans proven equally
+    good it picks the one with the least rank sum, so that runs repeat (threads find equal plans in
+    any order; one rank sum is almost always held by one plan only).
     """
     start = time.perf_counter()
     deadline = start + time_limit
@@ -90,6 +93,8 @@ def solve_lexicographic(problem: Problem, settings: SolverSettings, options: Bui
         expr = _expression(built, kind)
         remaining = deadline - time.perf_counter()
         if i > 0 and (remaining < 0.05 or placement is None):
+            break
+        if kind == "order" and not all(proven.values()):
             break
         built.model.Minimize(expr)
         solver = make_solver(settings, remaining)
@@ -109,7 +114,8 @@ def solve_lexicographic(problem: Problem, settings: SolverSettings, options: Bui
         placement = decode(built, solver)
         values[kind] = int(round(solver.ObjectiveValue()))
         bounds[kind] = int(solver.BestObjectiveBound())
-        proven[kind] = status == cp_model.OPTIMAL
+        if kind != "order":
+            proven[kind] = status == cp_model.OPTIMAL
         built.model.Add(expr <= values[kind])  # later stages keep this one
         add_hint(built.ctx, placement)
     return SolveResult(placement, False, values, bounds, proven, time.perf_counter() - start)

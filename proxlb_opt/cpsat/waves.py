@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
+from proxlb_opt.problem import Problem
+
 #: Above this many steps (or step × wave pairs) the model grows too large for the time budget.
 MAX_EXACT_STEPS = 250
 MAX_EXACT_PAIRS = 6000
@@ -36,6 +38,27 @@ class WaveProblem:
     outgoing: int
     anti_groups: list[tuple[int, list[int], dict[int, int]]]  # (cap, member steps, fixed member count per node)
     n_nodes: int
+
+    @staticmethod
+    def of(problem: Problem, steps: list[tuple[int, int, int, float]], parallel: int, incoming: int,
+           outgoing: int) -> "WaveProblem":
+        """The wave model's data for direct steps (guest, source, target, seconds) of a Problem."""
+        cluster = problem.cluster
+        index = {guest: i for i, (guest, _, _, _) in enumerate(steps)}
+        anti_groups = []
+        for group in problem.rules.anti_affinities:
+            member_steps = [index[g] for g in group.members if g in index]
+            if member_steps:
+                fixed = np.bincount([cluster.guest_node[g] for g in group.members if g not in index],
+                                    minlength=cluster.n_nodes)
+                anti_groups.append((group.per_node_cap, member_steps,
+                                    {int(n): int(c) for n, c in enumerate(fixed) if c}))
+        hard = problem.hard
+        return WaveProblem(
+            sources=np.array([s for _, s, _, _ in steps]), targets=np.array([t for _, _, t, _ in steps]),
+            durations=np.array([seconds(d) for _, _, _, d in steps]), demand=hard.demand[[g for g, _, _, _ in steps]],
+            initial_load=hard.load(problem.current), limit=hard.limit, parallel=parallel, incoming=incoming,
+            outgoing=outgoing, anti_groups=anti_groups, n_nodes=cluster.n_nodes)
 
 
 def solve_waves(problem: WaveProblem, hint_waves: np.ndarray, time_limit: float, seed: int = 7) -> np.ndarray | None:
