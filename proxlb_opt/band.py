@@ -93,9 +93,7 @@ class _Aim:
         return self.occ.percent() @ self.p.balance.weights
 
     def units_on(self, node: int) -> list[int]:
-        p, placement = self.p, self.occ.placement
-        units = np.unique(p.unit_of[(placement == node) & (p.unit_of >= 0)])
-        return [int(u) for u in units if (placement[p.units[int(u)]] == node).all()]
+        return [int(u) for u in self.occ.units_on(node)]
 
     def cost(self, unit: int, target: int) -> int:
         members = self.p.units[unit]

@@ -39,6 +39,7 @@ class Occupancy:
         for i, members in enumerate(problem.anti_members):
             np.add.at(self.anti[i], self.placement[members], 1)
         self.running: dict[int, int] = {}  # guest → target of a live migration under way (start … finish)
+        self.unit_node = self._unit_nodes()  # int[u]: the node a unit's members share, −1 while split
 
     def copy(self) -> "Occupancy":
         other = object.__new__(Occupancy)
@@ -46,6 +47,7 @@ class Occupancy:
         other.placement = self.placement.copy()
         other.hard, other.balance, other.anti = self.hard.copy(), self.balance.copy(), self.anti.copy()
         other.running = dict(self.running)
+        other.unit_node = self.unit_node.copy()
         return other
 
     # ------------------------------------------------------------------------- questions
@@ -111,18 +113,64 @@ class Occupancy:
             ok &= self.anti[i] + count - on <= p.rules.anti_affinities[i].per_node_cap
         return ok
 
-    def unit_targets(self, units: np.ndarray) -> np.ndarray:
-        """bool[U, n]: where each of `units` may go now (`targets` for many gathered units at once; a unit's
-        own node counts as allowed, callers that want a move mask it)."""
+    def unit_targets(self, units: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
+        """bool[U, N]: where each of `units` may go now (`targets` for many gathered units at once), over
+        `nodes` (default: all). A unit's own node counts as allowed; callers that want a move mask it."""
         p = self.problem
         units = np.asarray(units, dtype=np.int64)
-        ok = p.unit_allowed[units] & p.rules.eligible[None, :] & np.asarray(p.cluster.node_online)[None, :]
+        cols = np.arange(p.cluster.n_nodes) if nodes is None else np.asarray(nodes, dtype=np.int64)
+        ok = p.unit_allowed[np.ix_(units, cols)] & (p.rules.eligible & np.asarray(p.cluster.node_online))[cols][None, :]
         if p.hard.names:
-            ok &= (self.hard[None, :, :] + p.unit_hard[units][:, None, :] <= p.hard.limit[None, :, :]).all(axis=2)
-        for i, u in enumerate(units):
-            for group, count in p.unit_anti[u].items():
-                ok[i] &= self.anti[group] + count <= p.anti_caps[group]
+            room = p.hard.limit[cols] - self.hard[cols]  # [N, k]
+            ok &= (p.unit_hard[units][:, None, :] <= room[None, :, :]).all(axis=2)
+        pair_unit, pair_group, pair_count = p.unit_anti_pairs
+        if pair_unit.size:
+            position = np.full(len(p.units), -1, dtype=np.int64)
+            position[units] = np.arange(units.size)
+            rows = np.flatnonzero(position[pair_unit] >= 0)
+            if rows.size:
+                groups = pair_group[rows]
+                fits = self.anti[np.ix_(groups, cols)] + pair_count[rows, None] <= p.anti_caps[groups, None]
+                np.logical_and.at(ok, position[pair_unit[rows]], fits)
         return ok
+
+    def units_on(self, node: int) -> np.ndarray:
+        """int[U]: the units wholly on `node` (units split over nodes are left out: the repair joins them)."""
+        return np.flatnonzero(self.unit_node == node)
+
+    def move_delta(self, units: np.ndarray, source: int, nodes: np.ndarray | None = None) -> np.ndarray:
+        """int[U, N]: how the number of moved guests changes when each unit goes from `source` to each of
+        `nodes` (default: all; a guest brought back to its original node counts one move less)."""
+        p = self.problem
+        units = np.asarray(units, dtype=np.int64)
+        n = p.cluster.n_nodes
+        home = np.zeros((units.size, n), dtype=np.int64)
+        home_node = p.unit_home[units]
+        whole = np.flatnonzero(home_node >= 0)
+        home[whole, home_node[whole]] = [len(p.units[u]) for u in units[whole]]
+        for i in np.flatnonzero(home_node < 0):  # members came from several nodes (a group the repair joined)
+            np.add.at(home[i], p.current[p.units[units[i]]], 1)
+        delta = home[:, [source]] - home
+        return delta if nodes is None else delta[:, nodes]
+
+    def spreads_after(self, units: np.ndarray, source: int,
+                      nodes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """float[U, N] each: the spread, and the change of Σ w·percent², if each unit went from `source` to
+        each of `nodes` (default: all) now; nothing changes. Each resource's max and min over the nodes other
+        than the source and the target come from its three highest and three lowest nodes: O(U·N)."""
+        p = self.problem
+        bal = p.balance
+        pct = self.percent()
+        cols = np.arange(p.cluster.n_nodes) if nodes is None else np.asarray(nodes, dtype=np.int64)
+        demand = p.unit_balance[np.asarray(units, dtype=np.int64)]
+        new_s = pct[source][None, :] - 100.0 * demand / bal.cap[source][None, :]  # [U, r]
+        new_t = pct[cols][None, :, :] + 100.0 * demand[:, None, :] / bal.cap[cols][None, :, :]  # [U, N, r]
+        hi_rest, lo_rest = _extremes_without(pct, p.eligible_nodes, source)
+        hi = np.maximum(np.maximum(hi_rest[cols][None], new_s[:, None, :]), new_t)
+        lo = np.minimum(np.minimum(lo_rest[cols][None], new_s[:, None, :]), new_t)
+        spread = (hi - lo) @ bal.weights
+        squares = ((new_s ** 2 - pct[source] ** 2)[:, None, :] + new_t ** 2 - pct[cols][None] ** 2) @ bal.weights
+        return spread, squares
 
     def swaps_within_limits(self, units_s: np.ndarray, s: int, units_t: np.ndarray, t: int) -> np.ndarray:
         """bool[A, B]: swapping unit a (on s) with unit b (on t) keeps both nodes' hard limits and domains."""
@@ -175,6 +223,7 @@ class Occupancy:
         for i in p.anti_of[g]:
             self.anti[i, n] -= 1
         self.placement[g] = -1
+        self._update_unit_node(g)
 
     def start(self, g: int, target: int) -> None:
         """A live migration of g to `target` begins: g's load is held on the target too."""
@@ -195,6 +244,22 @@ class Occupancy:
             for i in p.anti_of[g]:
                 self.anti[i, source] -= 1
         self.placement[g] = self.running.pop(g)
+        self._update_unit_node(g)
+
+    def _unit_nodes(self) -> np.ndarray:
+        p = self.problem
+        out = self.placement[p.unit_first] if len(p.units) else np.zeros(0, dtype=np.int64)
+        for u in p.group_units:
+            nodes = self.placement[p.units[u]]
+            if not (nodes == nodes[0]).all():
+                out[u] = -1
+        return out
+
+    def _update_unit_node(self, g: int) -> None:
+        u = int(self.problem.unit_of[g])
+        if u >= 0:
+            nodes = self.placement[self.problem.units[u]]
+            self.unit_node[u] = nodes[0] if (nodes == nodes[0]).all() else -1
 
     # ------------------------------------------------------------------------- state
 
@@ -242,6 +307,34 @@ class Occupancy:
         if p.allowance is not None and self.moves() > p.allowance:
             out.append(("budget", f"{self.moves()} moves > {p.allowance}"))
         return out
+
+
+def _extremes_without(pct: np.ndarray, eligible: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """float[n, r]: max and min percent over the eligible nodes except s and each column's own node t."""
+    n_nodes, n_res = pct.shape
+    hi = np.full((n_nodes, n_res), -np.inf)
+    lo = np.full((n_nodes, n_res), np.inf)
+    order = np.argsort(pct[eligible], axis=0, kind="stable")
+    t_nodes = np.arange(n_nodes)
+    for r in range(n_res):
+        top = [int(eligible[i]) for i in order[::-1][:3, r]]
+        bottom = [int(eligible[i]) for i in order[:3, r]]
+        hi[:, r] = _first_not(top, pct[:, r], s, t_nodes, -np.inf)
+        lo[:, r] = _first_not(bottom, pct[:, r], s, t_nodes, np.inf)
+    return hi, lo
+
+
+def _first_not(candidates: list[int], values: np.ndarray, s: int, t_nodes: np.ndarray, empty: float) -> np.ndarray:
+    """For every node t: the value of the first candidate that is neither s nor t (`empty` if none is left)."""
+    out = np.full(t_nodes.size, empty)
+    settled = np.zeros(t_nodes.size, dtype=bool)
+    for c in candidates:
+        if c == s:
+            continue
+        take = ~settled & (t_nodes != c)
+        out[take] = values[c]
+        settled |= take
+    return out
 
 
 def _anti_counts(problem: Problem, guests: Sequence[int]) -> dict[int, int]:

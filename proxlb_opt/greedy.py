@@ -29,6 +29,8 @@ from proxlb_opt.problem import Problem
 from proxlb_opt.rules import AFFINITY_PREFIX
 
 EPS = 1e-9
+#: Target nodes the unit greedy evaluates at once, least loaded first.
+GREEDY_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -170,28 +172,28 @@ def unit_greedy(problem: Problem, start: np.ndarray, deadline: Deadline | None =
 
 
 def _best_unit_move(problem: Problem, occ: Occupancy, allowance: int | None) -> tuple[int, int] | None:
+    """The unit from the most loaded node whose move to the least loaded node that can take one lowers the
+    spread most (the next least loaded node when none fits there)."""
     pct = occ.percent() @ problem.balance.weights
     eligible = problem.eligible_nodes
     source = int(eligible[np.argmax(pct[eligible])])
+    units = occ.units_on(source)
+    if units.size == 0:
+        return None
     before = occ.spread()
-    units = np.unique(problem.unit_of[(occ.placement == source) & (problem.unit_of >= 0)])
-    units = [int(u) for u in units if (occ.placement[problem.units[int(u)]] == source).all()]
-    for target in eligible[np.argsort(pct[eligible], kind="stable")]:
-        target = int(target)
-        if target == source:
-            break  # only nodes less loaded than the source
-        best, best_spread = None, before - EPS
-        for u in units:
-            members = problem.units[u]
-            if allowance is not None:
-                delta = int((problem.current[members] != target).sum() - (problem.current[members] != source).sum())
-                if occ.moves() + delta > allowance:
-                    continue
-            if not occ.may_move(members, target):
-                continue
-            after = occ.spread_if(members, target)
-            if after < best_spread:
-                best, best_spread = u, after
-        if best is not None:
-            return best, target
+    order = eligible[np.argsort(pct[eligible], kind="stable")]
+    order = order[: int(np.flatnonzero(order == source)[0])]  # only nodes less loaded than the source
+    # The least loaded nodes first: the answer is almost always among them, and each batch is one
+    # vectorized evaluation.
+    for start in range(0, order.size, GREEDY_BATCH):
+        nodes = order[start:start + GREEDY_BATCH]
+        allowed = occ.unit_targets(units, nodes)
+        if allowance is not None:
+            allowed &= occ.moves() + occ.move_delta(units, source, nodes) <= allowance
+        spread, _ = occ.spreads_after(units, source, nodes)
+        better = allowed & (spread < before - EPS)
+        for column, target in enumerate(nodes):
+            if better[:, column].any():
+                best = np.where(better[:, column], spread[:, column], np.inf)
+                return int(units[int(np.argmin(best))]), int(target)
     return None

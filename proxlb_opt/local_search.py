@@ -8,9 +8,8 @@ single move lowers the spread, it tries swaps of two units between a loaded and 
 then moves that keep the spread but lower Σ percent² (they walk off plateaus where several nodes share
 the maximum). It stops when nothing helps, the allowance is used up, or the deadline passes.
 
-Evaluation is vectorized over (unit, target node): the spread after a move needs each resource's
-maximum and minimum over the nodes *other than* the source and the target, read from the three
-highest and three lowest nodes. The search is deterministic, and the budget only ends it: with a
+Evaluation is vectorized over (unit, target node) by the feasibility module (`unit_targets`,
+`spreads_after`, `move_delta`). The search is deterministic, and the budget only ends it: with a
 larger budget it makes the same first moves, so its spread never rises with the budget.
 """
 
@@ -25,8 +24,10 @@ from proxlb_opt.feasibility import Occupancy
 from proxlb_opt.problem import Problem
 
 EPS = 1e-9
-#: Most loaded nodes whose units are tried as single moves, and node pairs tried for swaps.
+#: Most loaded nodes whose units are tried as single moves, least loaded nodes tried as their targets
+#: (plus each resource's most and least loaded node), and node pairs tried for swaps.
 SOURCES = 3
+TARGETS = 12
 SWAP_NODES = 3
 #: Units per node considered for swaps (largest first).
 SWAP_UNITS = 60
@@ -56,7 +57,6 @@ class _Search:
         self.eligible = problem.eligible_nodes
         self.unit_balance = problem.unit_balance
         self.unit_cost = np.array([int(problem.loads.migration_cost[m].sum()) for m in problem.units], dtype=np.int64)
-        self.original = problem.current
 
     # ------------------------------------------------------------------------- one step
 
@@ -78,24 +78,6 @@ class _Search:
         allowance = self.p.allowance
         return np.inf if allowance is None else allowance - self.occ.moves()
 
-    def _units_on(self, node: int) -> np.ndarray:
-        """Units wholly on `node` (gathered units only: the repair gathered every split group)."""
-        units = np.unique(self.p.unit_of[(self.occ.placement == node) & (self.p.unit_of >= 0)])
-        return np.array([u for u in units if (self.occ.placement[self.p.units[u]] == node).all()], dtype=np.int64)
-
-    def _move_delta(self, units: np.ndarray, source: int) -> np.ndarray:
-        """int[U, n]: change of the move count when each unit goes from `source` to each node."""
-        n = self.p.cluster.n_nodes
-        home = np.zeros((units.size, n), dtype=np.int64)
-        for i, u in enumerate(units):
-            np.add.at(home[i], self.original[self.p.units[u]], 1)
-        return home[:, [source]] - home
-
-    def _feasible(self, units: np.ndarray, source: int) -> np.ndarray:
-        """bool[U, n]: where each unit (now on `source`) may move."""
-        ok = self.occ.unit_targets(units)
-        ok[:, source] = False
-        return ok
 
     # ------------------------------------------------------------------------- moves
 
@@ -104,20 +86,23 @@ class _Search:
         weights = self.p.balance.weights
         current = self._spread(pct)
         weighted = pct[self.eligible] @ weights
-        sources = {int(self.eligible[i]) for i in np.argsort(-weighted)[:SOURCES]}
+        ranked = np.argsort(weighted, kind="stable")
+        sources = {int(self.eligible[i]) for i in ranked[::-1][:SOURCES]}
         sources |= {int(self.eligible[np.argmax(pct[self.eligible, r])]) for r in range(pct.shape[1])}
+        targets = {int(self.eligible[i]) for i in ranked[:TARGETS]}
+        targets |= {int(self.eligible[np.argmin(pct[self.eligible, r])]) for r in range(pct.shape[1])}
         budget = self._budget_left()
         best_key, best = None, None
         for s in sorted(sources):
-            units = self._units_on(s)
-            if units.size == 0:
+            units = self.occ.units_on(s)
+            nodes = np.array(sorted(targets - {s}), dtype=np.int64)
+            if units.size == 0 or nodes.size == 0:
                 continue
-            feasible = self._feasible(units, s)
-            delta = self._move_delta(units, s)
-            feasible &= delta <= budget
+            delta = self.occ.move_delta(units, s, nodes)
+            feasible = self.occ.unit_targets(units, nodes) & (delta <= budget)
             if not feasible.any():
                 continue
-            spread, squares = self._after_moves(pct, s, self.unit_balance[units])
+            spread, squares = self.occ.spreads_after(units, s, nodes)
             gain = current - spread
             if plateau:
                 good = feasible & (gain > -EPS) & (squares < -EPS)
@@ -128,43 +113,16 @@ class _Search:
             if not good.any():
                 continue
             per = np.where(good, per, -np.inf)
-            i, t = np.unravel_index(int(np.argmax(per)), per.shape)
-            key = (float(per[i, t]), -int(self.unit_cost[units[i]]), -int(units[i]), -int(t))
+            i, column = np.unravel_index(int(np.argmax(per)), per.shape)
+            t = int(nodes[column])
+            key = (float(per[i, column]), -int(self.unit_cost[units[i]]), -int(units[i]), -t)
             if best_key is None or key > best_key:
-                best_key, best = key, [(int(units[i]), int(t))]
+                best_key, best = key, [(int(units[i]), t)]
         return best
 
     def _spread(self, pct: np.ndarray) -> float:
         part = pct[self.eligible]
         return float(((part.max(axis=0) - part.min(axis=0)) * self.p.balance.weights).sum())
-
-    def _after_moves(self, pct: np.ndarray, s: int, demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Spread and Δ Σ w·percent² after moving each unit (demand[U, r]) from s to each node: [U, n] each."""
-        cap = self.p.balance.cap
-        weights = self.p.balance.weights
-        new_s = pct[s][None, :] - 100.0 * demand / cap[s][None, :]  # [U, r]
-        new_t = pct[None, :, :] + 100.0 * demand[:, None, :] / cap[None, :, :]  # [U, n, r]
-        hi_rest, lo_rest = self._extremes_without(pct, s)  # [n, r]: over eligible nodes other than s and t
-        hi = np.maximum(np.maximum(hi_rest[None], new_s[:, None, :]), new_t)
-        lo = np.minimum(np.minimum(lo_rest[None], new_s[:, None, :]), new_t)
-        spread = (hi - lo) @ weights
-        squares = ((new_s ** 2 - pct[s] ** 2)[:, None, :] + new_t ** 2 - pct[None] ** 2) @ weights
-        return spread, squares
-
-    def _extremes_without(self, pct: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """float[n, r]: max and min percent over eligible nodes except s and the column's own node t."""
-        part = pct[self.eligible]
-        n_nodes, n_res = pct.shape
-        hi = np.full((n_nodes, n_res), -np.inf)
-        lo = np.full((n_nodes, n_res), np.inf)
-        order = np.argsort(part, axis=0, kind="stable")
-        t_nodes = np.arange(n_nodes)
-        for r in range(n_res):
-            top = [int(self.eligible[i]) for i in order[::-1][:3, r]]
-            bottom = [int(self.eligible[i]) for i in order[:3, r]]
-            hi[:, r] = _first_not(top, pct[:, r], s, t_nodes, -np.inf)
-            lo[:, r] = _first_not(bottom, pct[:, r], s, t_nodes, np.inf)
-        return hi, lo
 
     # ------------------------------------------------------------------------- swaps
 
@@ -202,7 +160,7 @@ class _Search:
             hi, lo = np.maximum(new_s, new_t), np.minimum(new_s, new_t)
         gain = current - (hi - lo) @ p.balance.weights
         ok = (gain > EPS) & self.occ.swaps_within_limits(us, s, ut, t)
-        cost = self._move_delta(us, s)[:, t][:, None] + self._move_delta(ut, t)[:, s][None, :]
+        cost = self.occ.move_delta(us, s)[:, t][:, None] + self.occ.move_delta(ut, t)[:, s][None, :]
         ok &= cost <= budget
         if not ok.any():
             return None
@@ -217,22 +175,8 @@ class _Search:
         return None
 
     def _largest_units(self, node: int) -> np.ndarray:
-        units = self._units_on(node)
+        units = self.occ.units_on(node)
         if units.size > SWAP_UNITS:
             size = self.unit_balance[units] @ self.p.balance.weights
             units = units[np.argsort(-size, kind="stable")[:SWAP_UNITS]]
         return units
-
-
-def _first_not(candidates: list[int], values: np.ndarray, s: int, t_nodes: np.ndarray, empty: float) -> np.ndarray:
-    """For every node t: values of the first candidate that is neither s nor t (`empty` if none is left)."""
-    out = np.full(t_nodes.size, empty)
-    settled = np.zeros(t_nodes.size, dtype=bool)
-    for c in candidates:
-        if c == s:
-            continue
-        take = ~settled & (t_nodes != c)
-        out[take] = values[c]
-        settled |= take
-    return out
-

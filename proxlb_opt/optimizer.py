@@ -42,10 +42,10 @@ log = logging.getLogger("proxlb_opt.optimizer")
 #: Above this many placement variables the whole model is not solved at once: LNS takes over.
 FULL_MODEL_MAX_VARS = 6000
 #: Share of the time left kept for diffing, sequencing and replay.
-SEQUENCING_SHARE = 0.08
+SEQUENCING_SHARE = 0.1
 #: Shares of the time left for the repair's CP-SAT stage and for the incumbents (greedies + local search).
 REPAIR_SHARE = 0.25
-INCUMBENT_SHARE = 0.3
+INCUMBENT_SHARE = 0.5
 #: Share of the search time the whole model gets before neighbourhood search takes over (unless proven).
 EXACT_SHARE = 0.85
 #: Tolerance between the solver's own spread and the checker's: both use 0.01 pp resolution per resource.
@@ -79,7 +79,7 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
     """The best placement within the deadline. `repaired`: the repair of this problem, when known (the
     points of a trade-off curve share one); `starts`: more valid placements to start from (the plan of
     a smaller budget is valid for every larger one)."""
-    reserve = deadline.share(SEQUENCING_SHARE, at_least=0.2, at_most=2.0)
+    reserve = deadline.share(SEQUENCING_SHARE, at_least=0.3, at_most=3.0)
     search = deadline.sub(deadline.remaining() - reserve)
     notes: list[str] = []
     if repaired is None:
@@ -96,7 +96,7 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
     floors = budget_bounds(problem)
     bound = weighted_bound(problem, floors)
     incumbent_time = search.sub(search.share(INCUMBENT_SHARE))
-    fair = unit_greedy(problem, repaired.placement, incumbent_time)
+    fair = unit_greedy(problem, repaired.placement, incumbent_time.sub(incumbent_time.share(0.6)))
     _progress("unit greedy", problem, fair, deadline)
     banded = band_search(problem, repaired.placement, incumbent_time.sub(incumbent_time.share(0.6)), floor=bound)
     _progress("band search", problem, banded, deadline)

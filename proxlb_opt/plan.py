@@ -158,27 +158,32 @@ def sequence(problem: Problem, steps: list[Step], limits: Limits, exact_time_lim
     """
     cluster = problem.cluster
     state = Occupancy(problem)
-    pending = sorted(steps, key=lambda s: (REASON_ORDER.index(s.reason), -s.seconds, s.guest))
+    waiting = sorted(steps, key=lambda s: (REASON_ORDER.index(s.reason), -s.seconds, s.guest))
+    started: set[int] = set()  # ids of waiting steps already placed in a wave, dropped from `waiting` lazily
     done: list[Step] = []
-    wave, clock, parks = 0, 0.0, 0
-    while pending:
-        chosen = _fill_wave(state, pending, limits)
+    wave, clock, parks, remaining = 0, 0.0, 0, len(waiting)
+    while remaining:
+        if 2 * len(started) > len(waiting):  # compact now and then: linear in total, not per wave
+            waiting, started = [s for s in waiting if id(s) not in started], set()
+        chosen = _fill_wave(state, waiting, limits, started)
         if not chosen:
             parks += 1
+            pending = [s for s in waiting if id(s) not in started]
             if parks > len(steps) + 1:  # parking must converge: each guest parks at most about once
                 blockers = _blockers(cluster, state, pending)
                 raise UnsafePlanError("no capacity-safe order found: parking guests does not resolve the blockage; "
                                       + "; ".join(blockers[:4]), blockers=tuple(blockers),
                                       guests=_blocked_guests(state, pending))
-            pending, parked = _park_one(problem, state, pending)
+            waiting, parked = _park_one(problem, state, pending)  # the second hop replaces the step
+            started, remaining = set(), remaining + 1
             chosen = [parked]
             state.start(parked.guest, parked.target)
         length = max(s.seconds for s in chosen)
         for s in chosen:
             done.append(replace(s, wave=wave, start_s=clock, end_s=clock + s.seconds))
             state.finish(s.guest)
-        chosen_ids = {id(s) for s in chosen}
-        pending = [s for s in pending if id(s) not in chosen_ids]
+            started.add(id(s))
+        remaining -= len(chosen)
         wave, clock = wave + 1, clock + length
     plan = Plan(steps=tuple(done), final_placement=state.placement.copy())
     if exact_time_limit > 0:
@@ -219,7 +224,7 @@ def _timed(steps: list[Step], waves: np.ndarray, final_placement: np.ndarray) ->
     return Plan(steps=tuple(out), final_placement=final_placement)
 
 
-def _fill_wave(state: Occupancy, pending: list[Step], limits: Limits) -> list[Step]:
+def _fill_wave(state: Occupancy, pending: list[Step], limits: Limits, started: set[int]) -> list[Step]:
     """Start every pending step that can start safely now; each started step holds its guest on both nodes."""
     n = state.problem.cluster.n_nodes
     ins, outs = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
@@ -227,6 +232,8 @@ def _fill_wave(state: Occupancy, pending: list[Step], limits: Limits) -> list[St
     for s in pending:
         if len(chosen) >= limits.parallel:
             break
+        if id(s) in started:
+            continue
         if s.guest in state.running or state.placement[s.guest] != s.source:
             continue  # a guest's second hop waits for its first
         if ins[s.target] >= limits.incoming_per_node or outs[s.source] >= limits.outgoing_per_node:

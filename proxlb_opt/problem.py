@@ -215,6 +215,37 @@ class Problem:
         return tuple(out)
 
     @cached_property
+    def unit_first(self) -> np.ndarray:
+        """int[u]: each unit's first member."""
+        return _ro(np.array([m[0] for m in self.units], dtype=np.int64))
+
+    @cached_property
+    def group_units(self) -> np.ndarray:
+        """int[…]: the units with more than one member (affinity groups)."""
+        return _ro(np.array([u for u, m in enumerate(self.units) if m.size > 1], dtype=np.int64))
+
+    @cached_property
+    def unit_home(self) -> np.ndarray:
+        """int[u]: the node all of a unit's members sit on before the plan, −1 when they are split."""
+        out = np.full(len(self.units), -1, dtype=np.int64)
+        current = self.current
+        for u, members in enumerate(self.units):
+            nodes = current[members]
+            if (nodes == nodes[0]).all():
+                out[u] = nodes[0]
+        return _ro(out)
+
+    @cached_property
+    def unit_anti_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(unit, group, count) arrays: every unit's members in every anti-affinity group, for vectorized checks."""
+        rows = [(u, group, count) for u, counts in enumerate(self.unit_anti) for group, count in counts.items()]
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        unit, group, count = (np.array(x, dtype=np.int64) for x in zip(*rows))
+        return _ro(unit), _ro(group), _ro(count)
+
+    @cached_property
     def unit_allowed(self) -> np.ndarray:
         """bool[u, n]: nodes where every member of the unit may run."""
         out = np.ones((len(self.units), self.cluster.n_nodes), dtype=bool)

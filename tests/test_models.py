@@ -142,3 +142,14 @@ def test_readme_documents_every_field_and_model():
         assert prefix in text
     for path in MODEL_FILES:
         assert f"`{path.name}`" in text, path.name
+
+
+@pytest.mark.slow
+def test_identical_demo_runs_give_one_plan(demo):
+    """The search ends by proof well before the time limit on the demo: every run gives the same plan."""
+    plans = set()
+    for _ in range(5):
+        result = make_plan(demo, Settings())
+        assert result.status == "optimal" and result.cost_proven
+        plans.add(tuple((s.guest, s.source, s.target, s.wave, s.hop) for s in result.plan.steps))
+    assert len(plans) == 1

@@ -37,12 +37,15 @@ def large_neighbourhood_search(problem: Problem, solver: SolverSettings, incumbe
     iterations = improvements = 0
     balance = problem.balance
     size = (balance.demand / np.maximum(1.0, balance.cap.mean(axis=0))).sum(axis=1)
-    while deadline.remaining() > 0.25 and len(eligible) >= 2:
+    last = 0.25  # seconds the last sub-problem took, model building included: never start one that cannot end
+    while deadline.remaining() > last + 0.05 and len(eligible) >= 2:
+        started = deadline.elapsed()
         iterations += 1
         nodes = _pick_nodes(problem, best, width, rng)
         restrict = _neighbourhood(problem, best, nodes, max_free_guests, rng, size)
         time_limit = min(max(0.2, deadline.remaining() - 0.1), sub_seconds)
         result = solve_weighted(problem, solver, BuildOptions(hint=best, restrict_to=restrict), time_limit)
+        last = max(0.25, deadline.elapsed() - started)
         if result.found:
             candidate_score = check.score(problem, result.placement)
             if candidate_score < best_score and not check.violations(problem, result.placement):
