@@ -74,14 +74,8 @@ def migration_cost(problem: Problem, placement: np.ndarray) -> int:
 
 
 def preference_penalty(problem: Problem, placement: np.ndarray) -> int:
-    """Soft node preferences: 0 on a top-priority node, +1 per priority step below, +1 more off the list."""
-    total = 0
-    for pref in problem.rules.preferences:
-        prios = dict(pref.priorities)
-        top = max(prios.values(), default=0)
-        node = int(placement[pref.guest])
-        total += (top - prios[node]) if node in prios else (top - min(prios.values(), default=0) + 1)
-    return total
+    """Soft node preferences, each as its declaration scores a node (rules.NodePreference.penalty)."""
+    return sum(pref.penalty(int(placement[pref.guest])) for pref in problem.rules.preferences)
 
 
 Score = tuple[float, int]

@@ -42,7 +42,7 @@ class HaRule:
     name: str
     type: str  # "node-affinity" | "resource-affinity"
     vmids: tuple[int, ...]
-    affinity: str = "positive"  # resource-affinity only: "positive" | "negative"
+    affinity: str = "positive"  # "positive" | "negative" (node-affinity: negative from PVE 9.2.6, never those nodes)
     strict: bool = False
     node_priorities: tuple[tuple[str, int], ...] = ()  # node-affinity only
     disabled: bool = False
@@ -502,9 +502,9 @@ def _ha_rule_to_dict(rule: HaRule, cluster: Cluster) -> dict:
         "resources": ",".join(resource(v) for v in rule.vmids),
         "strict": rule.strict,
     }
-    if rule.type == "resource-affinity":
+    if rule.type == "resource-affinity" or rule.affinity == "negative":
         entry["affinity"] = rule.affinity
-    else:
+    if rule.type == "node-affinity":
         entry["nodes"] = ",".join(f"{n}:{p}" if p else n for n, p in rule.node_priorities)
     if rule.disabled:
         entry["disable"] = True

@@ -48,6 +48,7 @@ class PlanResult:
     notes: tuple[str, ...] = field(default=())
     cost_proven: bool = False  # status optimal and the migration cost proven minimal at that spread
     repair: RepairResult | None = None  # the repair stage's answer (cpsat only)
+    held: dict[int, str] = field(default_factory=dict)  # vmid → why it was kept where it is (cooldown, by hand)
 
     @property
     def cluster(self) -> Cluster:
@@ -97,12 +98,20 @@ def needs_action(problem: Problem) -> bool:
 
 
 def make_plan(cluster: Cluster, settings: Settings, algorithm: str | None = None,
-              deadline: Deadline | None = None) -> PlanResult:
-    """Plan with the settings' budget and time limit; `deadline` is the command's (default: starts now)."""
+              deadline: Deadline | None = None, held: dict[int, str] | None = None) -> PlanResult:
+    """Plan with the settings' budget and time limit; `deadline` is the command's (default: starts now).
+
+    `held` (vmid → reason) keeps guests where they are unless they must move (the service's cooldown and
+    guests moved by hand; see history.py)."""
     algorithm = algorithm or settings.algorithm
     deadline = deadline or Deadline(settings.time_limit)
     problem = build_problem(cluster, settings)
-    return plan_problem(problem, algorithm, deadline)
+    held = {vmid: why for vmid, why in (held or {}).items() if problem.cluster.guest_index(vmid) is not None}
+    kept = [problem.cluster.guest_index(vmid) for vmid in held]
+    kept = [g for g in kept if problem.rules.movable[g] and not problem.rules.mandatory[g]]
+    if kept:
+        problem = problem.keep_in_place(kept)
+    return replace(plan_problem(problem, algorithm, deadline), held=held)
 
 
 def plan_problem(problem: Problem, algorithm: str, deadline: Deadline, repaired: RepairResult | None = None,

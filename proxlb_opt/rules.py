@@ -57,11 +57,29 @@ class Pin:
 
 @dataclass(frozen=True)
 class NodePreference:
-    """Soft: the guest prefers nodes with higher priority; nodes not listed are least preferred."""
+    """Soft: the guest prefers nodes with higher priority, nodes not listed least; or, with `avoid`
+    (a non-strict negative node-affinity rule), it prefers any node but the listed ones."""
 
     guest: int
     priorities: tuple[tuple[int, int], ...]  # (node index, priority)
     source: str
+    avoid: bool = False
+
+    def penalty(self, node: int) -> int:
+        """0 on a best node, +1 per priority step below it, +1 more off the list (avoid: 1 on a listed node)."""
+        prios = dict(self.priorities)
+        if self.avoid:
+            return int(node in prios)
+        top = max(prios.values(), default=0)
+        return (top - prios[node]) if node in prios else (top - min(prios.values(), default=0) + 1)
+
+    @property
+    def worst(self) -> int:
+        """The largest penalty any node can give."""
+        if self.avoid:
+            return 1
+        prios = [p for _, p in self.priorities] or [0]
+        return max(prios) - min(prios) + 1
 
 
 @dataclass(frozen=True)
@@ -222,24 +240,31 @@ def _ha_node_set(c: Cluster, rule, lower_names: dict[str, int], warnings: list[s
 
 
 def _ha_pins(c: Cluster, lower_names: dict[str, int], warnings: list[str]) -> list[Pin]:
+    """Strict node-affinity: positive → only the listed nodes; negative (PVE 9.2.6) → never the listed nodes."""
     pins = []
     for rule in c.ha_rules:
         if rule.disabled or rule.type != "node-affinity" or not rule.strict:
             continue
-        nodes = tuple(sorted({n for n, _ in _ha_node_set(c, rule, lower_names, warnings)}))
+        listed = {n for n, _ in _ha_node_set(c, rule, lower_names, warnings)}
+        negative = rule.affinity == "negative"
+        nodes = tuple(sorted(set(range(c.n_nodes)) - listed if negative else listed))
+        kind = "node-affinity, negative, strict" if negative else "node-affinity, strict"
         for g in _guests_of_vmids(c, rule.vmids):
-            pins.append(Pin(guest=g, nodes=nodes, source=f"HA rule {rule.name} (node-affinity, strict)"))
+            pins.append(Pin(guest=g, nodes=nodes, source=f"HA rule {rule.name} ({kind})"))
     return pins
 
 
 def _ha_preferences(c: Cluster, lower_names: dict[str, int], warnings: list[str]) -> list[NodePreference]:
+    """Non-strict node-affinity: a soft preference for the listed nodes, or (negative) against them."""
     prefs = []
     for rule in c.ha_rules:
         if rule.disabled or rule.type != "node-affinity" or rule.strict:
             continue
         priorities = tuple(_ha_node_set(c, rule, lower_names, warnings))
+        negative = rule.affinity == "negative"
+        source = f"HA rule {rule.name} (node-affinity{', negative' if negative else ''})"
         for g in _guests_of_vmids(c, rule.vmids):
-            prefs.append(NodePreference(guest=g, priorities=priorities, source=f"HA rule {rule.name} (node-affinity)"))
+            prefs.append(NodePreference(guest=g, priorities=priorities, source=source, avoid=negative))
     return prefs
 
 

@@ -218,6 +218,7 @@ def _ha_rules(client: ProxmoxClient) -> list[dict]:
             if not item.get("nodes"):
                 continue
             rule["nodes"] = item["nodes"]
+            rule["affinity"] = item.get("affinity", "positive")  # negative: PVE 9.2.6, never those nodes
         else:
             rule["affinity"] = item.get("affinity", "positive")
             rule["strict"] = True

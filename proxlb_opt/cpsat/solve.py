@@ -154,7 +154,5 @@ def _cost_upper_bound(built: Built) -> int:
     ctx = built.ctx
     movers = sorted({g for g, _ in ctx.x})
     total = int(sum(int(ctx.loads.migration_cost[g]) for g in movers))
-    for pref in ctx.rules.preferences:
-        prios = [p for _, p in pref.priorities] or [0]
-        total += PREFERENCE_WEIGHT * (max(prios) - min(prios) + 1)
+    total += sum(PREFERENCE_WEIGHT * pref.worst for pref in ctx.rules.preferences)
     return total

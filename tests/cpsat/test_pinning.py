@@ -2,7 +2,7 @@ import pytest
 
 from proxlb_opt.errors import InfeasibleError, ModelError
 from tests.builders import cluster, guest, node
-from tests.cpsat.conftest import where
+from tests.cpsat.conftest import moved, where
 
 
 def test_pinned_guest_stays_in_its_set(plan):
@@ -46,3 +46,34 @@ def test_soft_preference_breaks_ties(plan):
                            "strict": False}])
     w = where(plan(c))
     assert len(set(w.values())) == 3 and w[1] == "c"
+
+
+def test_strict_negative_node_affinity_keeps_guests_off_the_listed_nodes(plan):
+    # PVE 9.2.6: a strict negative node-affinity rule: vm 1 may run anywhere but on b (where it sits today).
+    c = cluster([node("a"), node("b"), node("c")], [guest(1, "b", "4G"), guest(2, "a", "4G")],
+                ha_rules=[{"rule": "not-b", "type": "node-affinity", "resources": "vm:1", "nodes": "b",
+                           "affinity": "negative", "strict": True}])
+    result = plan(c, max_migrations=0)
+    assert where(result)[1] != "b" and result.plan.steps[0].reason == "pin"
+
+
+def test_non_strict_negative_node_affinity_is_a_soft_avoidance(plan):
+    # Two equally good targets for the only move; the rule makes the planner avoid c.
+    c = cluster([node("a", "64G"), node("b", "64G"), node("c", "64G")],
+                [guest(1, "a", "8G"), guest(2, "a", "8G"), guest(5, "a", "8G"), guest(3, "b", "8G"),
+                 guest(4, "c", "8G")],
+                ha_rules=[{"rule": "avoid-c", "type": "node-affinity", "resources": "vm:1,vm:2,vm:5", "nodes": "c",
+                           "affinity": "negative", "strict": False}])
+    result = plan(c, max_migrations=1, balanciness=0)
+    assert len(moved(result)) == 1 and result.spread_after < result.spread_before
+    assert all(where(result)[g] != "c" for g in (1, 2, 5))
+
+
+def test_negative_node_affinity_survives_a_model_round_trip():
+    from proxlb_opt.cluster import cluster_from_dict, cluster_to_dict
+
+    c = cluster([node("a"), node("b")], [guest(1, "a", "4G")],
+                ha_rules=[{"rule": "r", "type": "node-affinity", "resources": "vm:1", "nodes": "b",
+                           "affinity": "negative", "strict": True}])
+    again = cluster_from_dict(cluster_to_dict(c))
+    assert again.ha_rules[0].affinity == "negative" and again.ha_rules[0].strict

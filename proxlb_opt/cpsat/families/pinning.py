@@ -2,7 +2,8 @@
 
 Outside explain mode a pin is already the domain of the guest's variables (no variable outside
 the allowed set); in explain mode it is a named constraint. Preferences add 1 per priority step
-below the guest's best node (and one more off the list) to the cost objective.
+below the guest's best node (and one more off the list), or 1 on a node a negative rule avoids, to the
+cost objective, as the declaration scores it (rules.NodePreference.penalty).
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ def encode(ctx: Context) -> Terms:
                 ctx.enforce(ctx.model.Add(sum(outside) == 0), f"{pin.source} of {ctx.cluster.guest_label(pin.guest)}")
     terms = Terms()
     for pref in ctx.rules.preferences:
-        prios = dict(pref.priorities)
-        top = max(prios.values(), default=0)
-        worst = top - min(prios.values(), default=0) + 1
         for n in range(ctx.cluster.n_nodes):
             if (pref.guest, n) in ctx.x:
-                penalty = (top - prios[n]) if n in prios else worst
+                penalty = pref.penalty(n)
                 if penalty:
                     terms.cost.append(PREFERENCE_WEIGHT * penalty * ctx.x[(pref.guest, n)])
     return terms
