@@ -159,15 +159,3 @@ def _anti_affinity_violations(problem: Problem, placement: np.ndarray) -> list[V
             found.append(Violation("anti-affinity", f"{group.source}: {int(counts[n])} members on {c.node_names[n]} "
                                                     f"(at most {group.per_node_cap})"))
     return found
-
-
-def over_capacity(problem: Problem, placement: np.ndarray) -> list[str]:
-    """Nodes over a hard limit's configured capacity (allowed only where they were already over)."""
-    c = problem.cluster
-    out = []
-    for limit in problem.loads.hard_limits:
-        load = limit.load(placement, c.n_nodes)
-        for n in np.flatnonzero(load > limit.capacity):
-            out.append(f"{c.node_names[n]}: {limit.name} {int(load[n])} {limit.unit} over its capacity "
-                       f"{int(limit.capacity[n])} {limit.unit}")
-    return out

@@ -49,7 +49,3 @@ class Deadline:
         """A deadline for one stage: `seconds` from now, but never past this one."""
         seconds = max(1e-3, min(seconds, self.remaining()))
         return Deadline(seconds=seconds, clock=self.clock)
-
-    @staticmethod
-    def after(seconds: float) -> "Deadline":
-        return Deadline(seconds=seconds)

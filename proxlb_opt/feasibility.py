@@ -292,7 +292,8 @@ class Occupancy:
         return int((self.placement != self.problem.current).sum())
 
     def broken_rules(self) -> list[tuple[str, str]]:
-        """(family, what) of every rule the current placement breaks, families named as in check.FAMILIES."""
+        """(family, what) of every rule the current placement breaks: domain (the checker's ignore, maintenance,
+        offline and pin), capacity, affinity, anti-affinity, budget."""
         p, c = self.problem, self.problem.cluster
         out = []
         for g in np.flatnonzero(~p.rules.allowed[np.arange(c.n_guests), self.placement]):
