@@ -9,8 +9,9 @@ migration runs, the guest holds memory on both nodes; no node may go over a hard
 
 Competitors:
 
-* `run_proxlb_opt(..., "cpsat" | "greedy")`: proxlb-opt's planner (`planner.make_plan`) and its
-  ProxLB-style greedy pass, in a child python process (`python -m benchmarks.competitors --worker`);
+* `run_proxlb_opt(..., "cpsat" | "greedy" | "unit-greedy")`: proxlb-opt's planner (`planner.make_plan`),
+  its ProxLB-style greedy pass and the plain unit greedy from a repair (the fair comparator), in a child
+  python process (`python -m benchmarks.competitors --worker`);
 * `run_proxlb(...)`: ProxLB 2.3.0 itself, in its own venv, as a dry run with JSON output
   (`-d -j`) against proxlb-opt's PVE API simulator serving the same cluster;
 * `run_proxlb_solver(...)`: proxlb-solver 0.1.1 through its Python API (`solve`) with its default
@@ -22,6 +23,7 @@ measured from the outside, per run, whatever the child is.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -41,7 +43,7 @@ from proxlb_opt import check
 from proxlb_opt.cluster import Cluster, cluster_from_dict
 from proxlb_opt.config import Settings
 from proxlb_opt.plan import Limits, Plan, Step, TimeModel, replay
-from proxlb_opt.problem import build_problem
+from proxlb_opt.problem import Problem, build_problem
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -49,6 +51,11 @@ DRIVERS = BENCH_DIR / "drivers"
 MIB = 1024 * 1024
 #: How much a competitor may overrun its own time limit before it is stopped and recorded as timed out.
 TIMEOUT_GRACE_S = 120.0
+#: The unit greedy has no time limit (it runs until no move helps): 64x10000-hard with no budget takes
+#: ~35 s, plus as long again to record its order step by step. It is stopped after this long.
+UNIT_GREEDY_TIMEOUT_S = 900.0
+#: Time for `optimizer.find_repair` when the unit greedy's repair heuristic finds nothing.
+UNIT_GREEDY_REPAIR_S = 10.0
 
 
 # ----------------------------------------------------------------------------- instances
@@ -66,6 +73,7 @@ class Instance:
     model: dict = field(repr=False)
     cluster: Cluster = field(repr=False)
     path: Path
+    shape: str = "mild"  # generate_cluster's shape: mild, or a hard shape (hard, enterprise)
 
     @property
     def size(self) -> str:
@@ -73,6 +81,9 @@ class Instance:
 
     @property
     def variant(self) -> str:
+        """rules, plain or maintenance for the mild shape; the shape's name (hard, enterprise) otherwise."""
+        if self.shape != "mild":
+            return self.shape
         return "maintenance" if self.maintenance else ("rules" if self.rules else "plain")
 
     @property
@@ -80,13 +91,16 @@ class Instance:
         return f"{self.size}-{self.variant}"
 
 
-def make_instance(n_nodes: int, n_guests: int, seed: int, rules: bool, maintenance: bool, workdir: Path) -> Instance:
-    model = generate_cluster(n_nodes, n_guests, seed, rules=rules, maintenance=maintenance)
-    name = f"{n_nodes}x{n_guests}-{'maintenance' if maintenance else ('rules' if rules else 'plain')}-s{seed}"
+def make_instance(n_nodes: int, n_guests: int, seed: int, rules: bool, maintenance: bool, workdir: Path,
+                  shape: str = "mild") -> Instance:
+    model = generate_cluster(n_nodes, n_guests, seed, rules=rules, maintenance=maintenance, shape=shape)
+    variant = shape if shape != "mild" else ("maintenance" if maintenance else ("rules" if rules else "plain"))
+    name = f"{n_nodes}x{n_guests}-{variant}-s{seed}"
     model["cluster"] = name
     path = Path(workdir) / f"{name}.json"
     path.write_text(json.dumps(model), encoding="utf-8")
-    return Instance(n_nodes, n_guests, seed, rules, maintenance, model, cluster_from_dict(model, source=name), path)
+    return Instance(n_nodes, n_guests, seed, rules, maintenance, model, cluster_from_dict(model, source=name), path,
+                    shape)
 
 
 # ----------------------------------------------------------------------------- answers
@@ -165,10 +179,13 @@ def _child_failure(competitor: str, child: ChildResult, timeout: float, what: st
 
 def run_proxlb_opt(instance: Instance, algorithm: str, max_migrations: int | None, time_limit: float,
                    label: str | None = None, timeout: float | None = None) -> Answer:
-    """proxlb-opt's planner ("cpsat") or its ProxLB-style greedy pass ("greedy") in a child process."""
+    """proxlb-opt's planner ("cpsat"), its ProxLB-style greedy pass ("greedy") or the plain unit greedy from a
+    repair ("unit-greedy") in a child process. `time_limit` is the planner's (make_plan's deadline starts in
+    the child); the greedy passes have none."""
     job = {"kind": "plan", "model": str(instance.path), "algorithm": algorithm, "max_migrations": max_migrations,
            "time_limit": time_limit}
-    return _run_worker(job, label or f"proxlb-opt {algorithm}", timeout or time_limit * 3 + TIMEOUT_GRACE_S)
+    default_timeout = UNIT_GREEDY_TIMEOUT_S if algorithm == "unit-greedy" else time_limit * 3 + TIMEOUT_GRACE_S
+    return _run_worker(job, label or f"proxlb-opt {algorithm}", timeout or default_timeout)
 
 
 def min_budget_to_reach(instance: Instance, target_spread: float, hi: int, time_limit: float,
@@ -203,7 +220,9 @@ def _run_worker(job: dict, competitor: str, timeout: float) -> Answer:
     if result.get("error"):
         return Answer(competitor, error=result["error"], **common)
     limits = Limits(**result["limits"]) if result.get("limits") else None
-    waves = tuple(tuple(tuple(step) for step in wave) for wave in result["waves"]) if result.get("waves") else None
+    # An empty order (no move) is an order too: the replay then only checks that nothing moved.
+    waves = (tuple(tuple(tuple(step) for step in wave) for wave in result["waves"])
+             if result.get("waves") is not None else None)
     return Answer(competitor, placement=np.asarray(result["placement"], dtype=np.int64), waves=waves, limits=limits,
                   **common)
 
@@ -220,6 +239,11 @@ def _worker(job_path: str) -> int:
     out: dict[str, Any]
     if job["kind"] == "min_budget":
         out = _bisect_budget(cluster, job)
+    elif job["algorithm"] == "unit-greedy":
+        try:
+            out = _unit_greedy_job(cluster, job)
+        except ProxlbOptError as exc:  # no repair found: recorded as this run's error
+            out = {"error": f"{exc.__class__.__name__}: {exc}"}
     elif job["algorithm"] == "greedy":
         settings = Settings(max_migrations=job["max_migrations"], time_limit=job["time_limit"])
         start = time.perf_counter()
@@ -252,11 +276,108 @@ def _worker(job_path: str) -> int:
                         "optimality_tolerance": result.settings.optimality_tolerance,
                         "reported_spread": result.spread_after, "budget": job["max_migrations"],
                         "solve_seconds": result.solve_seconds, "sequence_seconds": result.sequence_seconds,
-                        "mandatory_moves": result.mandatory_moves, "steps": len(result.plan.steps),
+                        "mandatory_moves": result.mandatory_moves, "repair_moves": result.problem.repair_moves,
+                        "greedy_spread": result.greedy_spread, "unit_greedy_spread": result.unit_greedy_spread,
+                        "steps": len(result.plan.steps),
                         "waves": result.plan.waves, "parking_hops": result.plan.parking_hops,
                         "notes": list(result.notes)}}
     print(json.dumps(out))
     return 0
+
+
+def _unit_greedy_job(cluster: Cluster, job: dict) -> dict:
+    """The fair comparator as the planner prepares it (optimizer.optimize): the repair, the problem with the
+    repair's moves and tightened limits (allowance: repair moves + budget), then `unit_greedy` from there.
+
+    The repair is `repair_heuristic`, or `optimizer.find_repair` (CP-SAT, 10 s) when the heuristic finds none;
+    the planner's own repair may differ (it asks CP-SAT for fewer moves when the heuristic's count is not
+    proven minimal). As in `planner.plan_problem`: nothing to do leaves the placement as it is, and with the
+    spread within balanciness only the repair is done (budget 0). The timed part ends with the placement;
+    the order (`unit_greedy_order`) is derived after it."""
+    from proxlb_opt.deadline import Deadline
+    from proxlb_opt.greedy import unit_greedy
+    from proxlb_opt.optimizer import find_repair
+    from proxlb_opt.planner import needs_action
+    from proxlb_opt.repair import repair_heuristic, tightened_limits
+
+    budget = job["max_migrations"]
+    settings = Settings(max_migrations=budget, time_limit=job["time_limit"])
+    start = time.perf_counter()
+    problem = build_problem(cluster, settings)
+    info: dict[str, Any] = {"budget": budget}
+    if not needs_action(problem):
+        return {"placement": problem.current.tolist(), "wall_s": time.perf_counter() - start, "waves": [],
+                "limits": {"parallel": 1, "incoming_per_node": 1, "outgoing_per_node": 1},
+                "info": dict(info, repair_moves=0, note="balanced: nothing to do")}
+    if check.spread(problem, problem.current) <= settings.balanciness and problem.budget != 0:
+        problem = problem.with_budget(0)
+        info["note"] = "spread within balanciness: only the repair (budget 0), as the planner does"
+    repaired = repair_heuristic(problem)
+    info["repair"] = "heuristic"
+    if repaired is None:
+        repaired = find_repair(problem, Deadline(UNIT_GREEDY_REPAIR_S), [])
+        info["repair"] = "optimizer.find_repair"
+    fair = problem.with_repair(repaired.moves, tightened_limits(problem, repaired.placement))
+    placement = unit_greedy(fair, repaired.placement)
+    wall = time.perf_counter() - start
+    order = unit_greedy_order(problem, fair, repaired.placement, placement)
+    info.update(repair_moves=repaired.moves, repair_proven_minimal=repaired.proven_minimal,
+                allowance=fair.allowance, repair_spread=check.spread(fair, repaired.placement))
+    return {"placement": placement.tolist(), "wall_s": wall, "waves": [[step] for step in order],
+            "limits": {"parallel": 1, "incoming_per_node": 1, "outgoing_per_node": 1}, "info": info}
+
+
+def unit_greedy_order(problem: Problem, fair: Problem, repaired: np.ndarray,
+                      placement: np.ndarray) -> list[list[int]]:
+    """The unit greedy's moves one at a time, in the order it made them: (guest, source, target) steps.
+
+    `problem`: before the repair (the limits the judge's replay keeps); `fair`: after it, what `unit_greedy`
+    ran on; `repaired`: the repair's placement; `placement`: the unit greedy's. First the repair's moves (the
+    repair reports no order: each step is the first of the remaining ones, in ProxLB's listing order, that
+    may start under `problem`'s limits, or the first when none may, which the replay then reports); then the
+    unit greedy's, unit by unit as it moved them, members by index. A guest the repair and the greedy both
+    moved migrates twice, as it would when each stage is carried out as it was decided.
+    """
+    from proxlb_opt.greedy import unit_greedy
+
+    steps = _first_that_fits(problem, repaired)
+    # unit_greedy asks its deadline once before each move and its state is the placement alone, so a deadline
+    # that expires after one question replays it move by move from where the last call stopped.
+    current = np.asarray(repaired, dtype=np.int64)
+    while True:
+        after = unit_greedy(fair, current, _one_move_deadline())
+        moved = np.flatnonzero(after != current)
+        if moved.size == 0:
+            break
+        steps += [[int(g), int(current[g]), int(after[g])] for g in moved]
+        current = after
+    if not np.array_equal(current, placement):
+        raise RuntimeError("the unit greedy's moves replayed one by one do not lead to its placement")
+    return steps
+
+
+def _one_move_deadline():
+    """A Deadline whose clock reads 0 twice (its start, the first `expired()`) and 2 s after: one loop turn."""
+    from proxlb_opt.deadline import Deadline
+
+    reads = itertools.count()
+    return Deadline(1.0, clock=lambda: 0.0 if next(reads) < 2 else 2.0)
+
+
+def _first_that_fits(problem: Problem, target: np.ndarray) -> list[list[int]]:
+    from proxlb_opt.feasibility import Occupancy
+
+    cl = problem.cluster
+    occ = Occupancy(problem.with_budget(None))
+    pending = [int(g) for g in np.flatnonzero(np.asarray(target) != problem.current)]
+    pending.sort(key=lambda g: (int(cl.guest_node[g]), int(cl.guest_vmid[g])))
+    steps = []
+    while pending:
+        i = next((i for i, g in enumerate(pending) if occ.why_not([g], int(target[g]), keep_groups=False) is None), 0)
+        g = pending.pop(i)
+        steps.append([g, int(occ.placement[g]), int(target[g])])
+        occ.move([g], int(target[g]))
+    return steps
 
 
 def _bisect_budget(cluster: Cluster, job: dict) -> dict:
