@@ -20,7 +20,7 @@ Time: each stage takes a share of what is left of the deadline; a share is kept 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,6 +63,7 @@ class Outcome:
     unit_greedy_spread: float | None
     notes: tuple[str, ...] = ()
     cost_proven: bool = False  # with status optimal: the migration cost is proven minimal too
+    alternatives: tuple[np.ndarray, ...] = ()  # the other valid candidates, best first (when no safe order exists)
 
 
 def variable_count(problem: Problem) -> int:
@@ -84,11 +85,13 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
     notes: list[str] = []
     if repaired is None:
         repaired = find_repair(problem, search, notes)
-    problem = problem.with_repair(repaired.moves, tightened_limits(problem, repaired.placement))
-    _assert_valid(problem, repaired.placement, "repair")
+    base, problem = problem, problem.with_repair(repaired.allowance_moves,
+                                                 tightened_limits(problem, *repaired.placements()))
+    for placement in repaired.placements():
+        _assert_valid(problem, placement, "repair")
     _progress("repair", problem, repaired.placement, deadline)
 
-    candidates = [repaired.placement]
+    candidates = list(repaired.placements())
     candidates += [p for p in starts if not check.violations(problem, p)]
     proxlb = proxlb_greedy(problem, problem.budget).placement
     if not check.violations(problem, proxlb):
@@ -96,7 +99,11 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
     floors = budget_bounds(problem)
     bound = weighted_bound(problem, floors)
     incumbent_time = search.sub(search.share(INCUMBENT_SHARE))
-    fair = unit_greedy(problem, repaired.placement, incumbent_time.sub(incumbent_time.share(0.6)))
+    # The fair comparator exactly as it runs alone: the unit greedy from the deterministic heuristic repair,
+    # with that repair's limits (never looser than this problem's) and allowance.
+    fair_start = repaired.heuristic if repaired.heuristic is not None else repaired.placement
+    fair_problem = base.with_repair(repaired.allowance_moves, tightened_limits(base, fair_start))
+    fair = unit_greedy(fair_problem, fair_start, incumbent_time.sub(incumbent_time.share(0.6)))
     _progress("unit greedy", problem, fair, deadline)
     banded = band_search(problem, repaired.placement, incumbent_time.sub(incumbent_time.share(0.6)), floor=bound)
     _progress("band search", problem, banded, deadline)
@@ -118,9 +125,20 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
     if found - bound <= problem.settings.optimality_tolerance + 1e-9:
         # A proven lower bound within the tolerance of the plan found, by whichever search: optimal.
         status = "optimal"
+    others = sorted((p for p in candidates if p is not final and not check.violations(problem, p)),
+                    key=lambda p: check.score(problem, p))
     return Outcome(problem=problem, placement=final, status=status, bound=min(bound, found), repair=repaired,
                    greedy_spread=check.spread(problem, proxlb), unit_greedy_spread=check.spread(problem, fair),
-                   notes=tuple(notes), cost_proven=status == "optimal" and cost_proven)
+                   notes=tuple(notes), cost_proven=status == "optimal" and cost_proven,
+                   alternatives=tuple(_distinct(others)))
+
+
+def _distinct(placements: list[np.ndarray]) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for p in placements:
+        if not any(np.array_equal(p, q) for q in out):
+            out.append(p)
+    return out
 
 
 def _progress(stage: str, problem: Problem, placement: np.ndarray, deadline: Deadline) -> None:
@@ -152,6 +170,9 @@ def find_repair(problem: Problem, deadline: Deadline, notes: list[str]) -> Repai
     best = min(options, key=lambda r: (int(r.excess.sum()), r.moves, check.spread(problem, r.placement)))
     if best.excess.any():
         notes.append(_excess_note(problem, best))
+    if heuristic is not None and best is not heuristic:
+        # CP-SAT's repair is the better start; the heuristic's (deterministic) sets the allowance.
+        best = replace(best, heuristic=heuristic.placement, heuristic_moves=heuristic.moves)
     return best
 
 

@@ -25,6 +25,8 @@ from proxlb_opt.problem import Problem, build_problem
 from proxlb_opt.repair import RepairResult, needs_repair
 
 SEQUENCING_RETRIES = 3
+#: Other valid placements of the same search tried when the best one has no safe order.
+ALTERNATIVES = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +75,8 @@ class PlanResult:
     @property
     def mandatory_moves(self) -> int:
         """Moves the repair needed (outside the budget); the plan may do them with other guests."""
-        return min(self.problem.repair_moves, self.plan.guests_moved)
+        moves = self.problem.repair_moves if self.repair is None else self.repair.moves
+        return min(moves, self.plan.guests_moved)
 
     @property
     def memory_moved_mib(self) -> int:
@@ -135,9 +138,13 @@ def plan_problem(problem: Problem, algorithm: str, deadline: Deadline, repaired:
 
 def _optimize(problem: Problem, start: float, before: float, deadline: Deadline, repaired: RepairResult | None,
               starts: tuple[np.ndarray, ...]) -> PlanResult:
+    """The best placement that has a safe order. When the best has none, equally good candidates of the
+    same search are tried; when none of them has one either, the guests that blocked the order are kept
+    in place and the placement is searched again, on the same deadline."""
     notes: list[str] = []
     base = problem
     unsafe: UnsafePlanError | None = None
+    first_bound: float | None = None
     for attempt in range(SEQUENCING_RETRIES + 1):
         try:
             outcome = optimize(problem, deadline, repaired, starts)
@@ -145,24 +152,34 @@ def _optimize(problem: Problem, start: float, before: float, deadline: Deadline,
             if unsafe is None:
                 raise
             raise unsafe from None  # keeping those guests in place made it impossible: the order is the problem
-        try:
-            result = _result(outcome.problem, "cpsat", outcome.status, outcome.placement, outcome.bound, start,
-                             before, deadline, greedy_spread=outcome.greedy_spread,
-                             notes=tuple(notes + list(outcome.notes)))
-            if attempt:
-                # Proven, if at all, for the problem with guests kept in place, not for the cluster as it is.
-                result = replace(result, status="feasible")
-            return replace(result, cost_proven=outcome.cost_proven and not attempt,
+        if first_bound is None:
+            first_bound = outcome.bound  # valid for the cluster as it is; later bounds are for restricted ones
+        # Equally good placements (within the optimality tolerance) are tried before any re-solve.
+        best = check.spread(outcome.problem, outcome.placement) + base.settings.optimality_tolerance + 1e-9
+        equal = [p for p in outcome.alternatives if check.spread(outcome.problem, p) <= best][:ALTERNATIVES]
+        for rank, placement in enumerate([outcome.placement] + equal):
+            try:
+                result = _result(outcome.problem, "cpsat", outcome.status, placement, first_bound, start, before,
+                                 deadline, greedy_spread=outcome.greedy_spread,
+                                 notes=tuple(notes + list(outcome.notes)))
+            except UnsafePlanError as exc:
+                unsafe = unsafe or exc
+                continue
+            exact = attempt == 0 and rank == 0
+            optimal = result.spread_after - (first_bound or 0.0) <= base.settings.optimality_tolerance + 1e-9
+            status = outcome.status if exact else ("optimal" if optimal and first_bound is not None else "feasible")
+            if rank:
+                result = replace(result, notes=result.notes + (
+                    "the best placement found had no capacity-safe order; an equally good one that has one is used",))
+            return replace(result, status=status, cost_proven=outcome.cost_proven and exact,
                            unit_greedy_spread=outcome.unit_greedy_spread, repair=outcome.repair)
-        except UnsafePlanError as exc:
-            unsafe = exc
-            optional = [g for g in exc.guests if not base.rules.mandatory[g]]
-            if attempt == SEQUENCING_RETRIES or not optional:
-                raise
-            # Feed the conflict back: the guests whose moves had no safe order stay where they are.
-            problem = problem.keep_in_place(optional)
-            repaired, starts = None, ()  # both may move the guests now kept in place
-            notes.append(f"re-solved keeping {len(optional)} guest(s) in place whose moves had no safe order")
+        optional = [g for g in unsafe.guests if not base.rules.mandatory[g]]
+        if attempt == SEQUENCING_RETRIES or not optional:
+            raise unsafe
+        # Feed the conflict back: the guests whose moves had no safe order stay where they are.
+        problem = problem.keep_in_place(optional)
+        repaired, starts = None, ()  # both may move the guests now kept in place
+        notes.append(f"re-solved keeping {len(optional)} guest(s) in place whose moves had no safe order")
     raise SolveTimeoutError("no capacity-safe plan found")  # pragma: no cover - the loop returns or raises
 
 

@@ -42,6 +42,18 @@ class RepairResult:
     proven_minimal: bool  # the move count is proven minimal (CP-SAT), not just found
     excess: np.ndarray  # int64[n, k]: how far each node stays over a hard limit's capacity
     notes: tuple[str, ...] = ()
+    #: The placement of the repair heuristic, when it found one: deterministic, so the allowance (its move
+    #: count plus the budget) is the same on every run, and the unit greedy starts from it.
+    heuristic: np.ndarray | None = None
+    heuristic_moves: int | None = None
+
+    @property
+    def allowance_moves(self) -> int:
+        """The moves the allowance grants the repair: the heuristic's count, else this repair's."""
+        return self.moves if self.heuristic_moves is None else max(self.moves, self.heuristic_moves)
+
+    def placements(self) -> list[np.ndarray]:
+        return [self.placement] if self.heuristic is None else [self.placement, self.heuristic]
 
 
 def needs_repair(problem: Problem) -> bool:
@@ -70,10 +82,11 @@ def repair_heuristic(problem: Problem, deadline: Deadline | None = None) -> Repa
                         proven_minimal=occ.moves() <= lower_bound_moves(problem) and not excess.any(), excess=excess)
 
 
-def tightened_limits(problem: Problem, placement: np.ndarray) -> np.ndarray:
-    """int64[n, k]: each node's limit after the repair: its goal, or the load the repair left it at."""
+def tightened_limits(problem: Problem, *placements: np.ndarray) -> np.ndarray:
+    """int64[n, k]: each node's limit after the repair: its goal, or the most load a repair left it at."""
     hard = problem.hard
-    return np.maximum(hard.goal, np.minimum(hard.limit, hard.load(placement)))
+    load = np.max([hard.load(p) for p in placements], axis=0)
+    return np.maximum(hard.goal, np.minimum(hard.limit, load))
 
 
 # ----------------------------------------------------------------------------- units that must move
