@@ -74,9 +74,9 @@ def _load_cluster(model: Optional[Path], settings: Settings):
         return load_model(model)
     if settings.api is None:
         raise InputError("give --model FILE, or --config FILE with a proxmox_api section to read the live cluster")
-    from proxlb_opt.adapters.proxmox import collect_cluster
+    from proxlb_opt.adapters.proxmox import collect_live
 
-    return collect_cluster(settings.api)
+    return collect_live(settings)
 
 
 def _emit_json(data: Any) -> None:
@@ -395,6 +395,14 @@ def apply(
 
     _setup_logging(verbose)
     settings = _live_settings(config, "apply")
+    from proxlb_opt.service import migration_gate
+
+    gate = migration_gate(settings)  # balancing.enable off, or not the HA master: plan only, say why
+    if gate is not None:
+        log.warning(gate)
+        if plan_file is None:
+            _plan_live(settings, as_json)
+        return
     plan_data = _read_plan(plan_file) if plan_file else _plan_live(settings, as_json)
     steps = steps_from_plan(plan_data, str(plan_file or "plan"))
     if not steps:

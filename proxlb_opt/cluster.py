@@ -25,12 +25,17 @@ MODEL_VERSION = 1
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 NODE_KEYS = {
-    "name", "cpus", "memory", "disk", "memory_used", "cpu_usage", "disk_used", "status", "maintenance",
+    "name", "cpus", "memory", "disk", "memory_used", "cpu_usage", "disk_used", "status", "maintenance", "pressure",
 }
 GUEST_KEYS = {
     "vmid", "name", "type", "node", "status", "cpus", "cpu_usage", "memory", "memory_used", "disk",
-    "disk_used", "local_disk", "tags", "pool", "ha", "lock", "template",
+    "disk_used", "local_disk", "tags", "pool", "ha", "lock", "template", "pressure",
 }
+#: Pressure stall information (PVE 9): resources in the order of config.RESOURCES (io is the disk
+#: resource) and the figures kept per resource. Stored in hundredths of a percent of stalled time.
+PSI_RESOURCES = ("memory", "cpu", "io")
+PSI_FIGURES = ("some", "full", "spikes")
+PSI_SCALE = 100
 HA_RULE_KEYS = {"rule", "type", "resources", "nodes", "affinity", "strict", "disable", "comment"}
 TOP_KEYS = {"version", "cluster", "nodes", "guests", "ha_rules", "source"}
 
@@ -50,6 +55,12 @@ class HaRule:
 
 def _readonly(values: Iterable[Any], dtype: Any) -> np.ndarray:
     array = np.array(list(values), dtype=dtype)
+    array.setflags(write=False)
+    return array
+
+
+def _readonly_array(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
     array.setflags(write=False)
     return array
 
@@ -87,12 +98,25 @@ class Cluster:
     guest_template: np.ndarray  # bool[g]
     ha_rules: tuple[HaRule, ...] = ()
     source: str = ""
+    # PSI, int64[·, resource, figure] in hundredths of a percent (PSI_RESOURCES × PSI_FIGURES); zeros when
+    # not reported. Nodes: hour means of PVE's rrddata (spikes: the highest `full` of the last minutes);
+    # guests: PVE's live avg10 values. Only `balancing.mode: psi` reads them.
+    node_psi: np.ndarray | None = field(default=None, repr=False)
+    node_psi_known: np.ndarray | None = field(default=None, repr=False)  # bool[n]: the node reported PSI
+    guest_psi: np.ndarray | None = field(default=None, repr=False)
     _node_index: dict[str, int] = field(default_factory=dict, repr=False)
     _vmid_index: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_node_index", {name: i for i, name in enumerate(self.node_names)})
         object.__setattr__(self, "_vmid_index", {int(v): i for i, v in enumerate(self.guest_vmid)})
+        shape = (len(PSI_RESOURCES), len(PSI_FIGURES))
+        for name, rows, dtype in (("node_psi", len(self.node_names), np.int64),
+                                  ("guest_psi", len(self.guest_names), np.int64)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, _readonly_array(np.zeros((rows, *shape), dtype=dtype)))
+        if self.node_psi_known is None:
+            object.__setattr__(self, "node_psi_known", _readonly_array(np.zeros(len(self.node_names), dtype=bool)))
 
     @property
     def n_nodes(self) -> int:
@@ -167,6 +191,36 @@ class _Reader:
         if value not in allowed:
             raise self.fail(f"{where}.{key}", f"must be one of {', '.join(allowed)}, got {value!r}")
         return value
+
+    def pressure(self, entry: Mapping, where: str) -> np.ndarray | None:
+        """`pressure: {memory: {some, full, spikes}, cpu: {...}, io: {...}}` in percent → int64[3, 3] in
+        hundredths of a percent; None when the entry has no `pressure`. `spikes` defaults to `full`."""
+        value = entry.get("pressure")
+        if value is None:
+            return None
+        self.keys(value, set(PSI_RESOURCES), f"{where}.pressure")
+        out = np.zeros((len(PSI_RESOURCES), len(PSI_FIGURES)), dtype=np.int64)
+        for r, resource in enumerate(PSI_RESOURCES):
+            figures = value.get(resource)
+            if figures is None:
+                continue
+            at = f"{where}.pressure.{resource}"
+            self.keys(figures, set(PSI_FIGURES), at)
+            for f, figure in enumerate(PSI_FIGURES):
+                raw = figures.get(figure)
+                if raw is None:
+                    out[r, f] = out[r, 1] if figure == "spikes" else 0
+                    continue
+                if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+                    raise self.fail(f"{at}.{figure}", f"expected a percentage, got {raw!r}")
+                try:
+                    percent = float(raw)
+                except ValueError:
+                    raise self.fail(f"{at}.{figure}", f"expected a percentage, got {raw!r}") from None
+                if not 0.0 <= percent <= 100.0:
+                    raise self.fail(f"{at}.{figure}", f"must lie between 0 and 100, got {raw!r}")
+                out[r, f] = int(round(percent * PSI_SCALE))
+        return out
 
     def keys(self, entry: Any, allowed: set[str], where: str) -> Mapping:
         if not isinstance(entry, Mapping):
@@ -274,6 +328,7 @@ def _read_node(r: _Reader, entry: Any, i: int) -> dict:
         "disk_used_mib": r.size(entry, "disk_used", where, default=-1),
         "online": r.choice(entry, "status", where, ("online", "offline", "unknown"), "online") == "online",
         "maintenance": r.boolean(entry, "maintenance", where, False),
+        "psi": r.pressure(entry, where),
     }
     if node["cpu_milli"] <= 0:
         raise r.fail(f"{where}.cpus", "must be positive")
@@ -325,6 +380,7 @@ def _read_guest(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int]) -
         "ha": r.boolean(entry, "ha", where, False),
         "lock": str(lock) if lock not in (None, "", False) else None,
         "template": r.boolean(entry, "template", where, False),
+        "psi": r.pressure(entry, where),
     }
     if guest["mem_used_mib"] > mem and mem > 0:
         # Ballooning and host overhead can push RSS slightly above the assigned size; cap to keep sums sane.
@@ -389,6 +445,12 @@ def _fill_node_usage_defaults(nodes: list[dict], guests: list[dict], node_index:
             node["disk_used_mib"] = sum(g["disk_used_mib"] for g in on_node if g["local_disk"])
 
 
+def _psi_stack(entries: list[dict]) -> np.ndarray:
+    blank = np.zeros((len(PSI_RESOURCES), len(PSI_FIGURES)), dtype=np.int64)
+    rows = [e["psi"] if e.get("psi") is not None else blank for e in entries]
+    return _readonly_array(np.stack(rows) if rows else np.zeros((0, *blank.shape), dtype=np.int64))
+
+
 def _build(name: str, nodes: list[dict], guests: list[dict], ha_rules: tuple[HaRule, ...], source: str) -> Cluster:
     i64 = np.int64
     return Cluster(
@@ -421,6 +483,9 @@ def _build(name: str, nodes: list[dict], guests: list[dict], ha_rules: tuple[HaR
         guest_template=_readonly((g["template"] for g in guests), bool),
         ha_rules=ha_rules,
         source=source,
+        node_psi=_psi_stack(nodes),
+        node_psi_known=_readonly((n.get("psi") is not None for n in nodes), bool),
+        guest_psi=_psi_stack(guests),
     )
 
 
@@ -437,6 +502,16 @@ def _mib_text(mib: int) -> str:
 
 def _cores(milli: int) -> float | int:
     return milli // 1000 if milli % 1000 == 0 else round(milli / 1000, 3)
+
+
+def _pressure_dict(values: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for r, resource in enumerate(PSI_RESOURCES):
+        figures = {f: round(int(values[r, i]) / PSI_SCALE, 2) for i, f in enumerate(PSI_FIGURES)}
+        if figures["spikes"] == figures["full"]:
+            del figures["spikes"]  # the default
+        out[resource] = figures
+    return out
 
 
 def cluster_to_dict(cluster: Cluster) -> dict:
@@ -456,6 +531,8 @@ def cluster_to_dict(cluster: Cluster) -> dict:
         }
         if c.node_maintenance[n]:
             entry["maintenance"] = True
+        if c.node_psi_known[n]:
+            entry["pressure"] = _pressure_dict(c.node_psi[n])
         nodes.append(entry)
     guests = []
     for g in range(c.n_guests):
@@ -483,6 +560,8 @@ def cluster_to_dict(cluster: Cluster) -> dict:
             entry["lock"] = c.guest_lock[g]
         if c.guest_template[g]:
             entry["template"] = True
+        if c.guest_psi[g].any():
+            entry["pressure"] = _pressure_dict(c.guest_psi[g])
         guests.append(entry)
     data: dict[str, Any] = {"version": MODEL_VERSION, "cluster": c.name, "nodes": nodes, "guests": guests}
     if c.ha_rules:
@@ -583,6 +662,9 @@ def _subset(cluster: Cluster, keep_nodes: list[int], keep_guests: np.ndarray, re
         node_cpu_used_milli=nodes_arr(cluster.node_cpu_used_milli),
         node_mem_used_mib=nodes_arr(cluster.node_mem_used_mib),
         node_disk_used_mib=nodes_arr(cluster.node_disk_used_mib),
+        node_psi=nodes_arr(cluster.node_psi),
+        node_psi_known=nodes_arr(cluster.node_psi_known),
+        guest_psi=guests_arr(cluster.guest_psi),
         guest_vmid=guests_arr(cluster.guest_vmid),
         guest_names=guests_tuple(cluster.guest_names),
         guest_is_ct=guests_arr(cluster.guest_is_ct),

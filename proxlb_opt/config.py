@@ -1,8 +1,11 @@
 """proxlb.yaml → frozen Settings.
 
 Owns the config file: ProxLB 2.3.0's keys (proxmox_api, proxmox_cluster, balancing, service,
-solver) are accepted as they are, plus an `optimizer:` section for proxlb-opt's own knobs.
-Keys are strict: an unknown key is an error that suggests the closest known one. Secrets
+solver) with ProxLB's defaults and meaning, plus an `optimizer:` section for proxlb-opt's own
+knobs. What each key does, its default and ProxLB's is listed once, in proxlb_opt/keys.py (the
+README's configuration tables are generated from it). Keys are strict: an unknown key is an error
+that suggests the closest known one. Where proxlb-opt does not follow ProxLB, or ignores a key,
+loading says so in `Settings.warnings`, which every plan carries in its `warnings[]`. Secrets
 (password, token secret) may come inline, from an environment variable or from a file, and are
 never part of any message or repr.
 """
@@ -12,16 +15,22 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
 from proxlb_opt.errors import ConfigError
+from proxlb_opt.schedule import MaintenanceSchedule, parse_schedule
 
 RESOURCES = ("memory", "cpu", "disk")
 METHODS = RESOURCES + ("multi",)
-MODES = ("used", "assigned")
+MODES = ("used", "assigned", "psi")
+TIME_UNITS = {"hours": 3600, "minutes": 60, "seconds": 1}
+#: ProxLB's add-on section for proxlb-solver: accepted, never used (proxlb-opt is the solver).
+SOLVER_KEYS = ("enable", "mode", "log_dir", "timeout_seconds", "use_reservations", "active_step_retries",
+               "fallback_to_greedy")
 ALGORITHMS = ("cpsat", "greedy")
 
 DEFAULT_MAX_MIGRATIONS = 25
@@ -61,15 +70,33 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class PsiThreshold:
+    """ProxLB's `balancing.psi` entry for one resource: percentages (0–100) of stalled time.
+
+    Hot when (full ≥ `full` and some ≥ `some`) or spikes ≥ `spikes`, as ProxLB 2.3.0 decides it.
+    """
+
+    full: float
+    some: float
+    spikes: float
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Everything the core and the CLI need from a config file, with ProxLB's defaults."""
+    """Everything the core and the CLI need from a config file, with ProxLB 2.3.0's defaults.
+
+    `Settings()` (no config file) plans and balances: `enable` only decides whether `apply` and
+    `service` may migrate, and planning never migrates.
+    """
 
     # proxmox_cluster
-    maintenance_nodes: tuple[str, ...] = ()
+    maintenance_nodes: tuple[str, ...] = ()  # as configured (static)
     ignore_nodes: tuple[str, ...] = ()
     overprovisioning: bool = False
+    maintenance_schedule: MaintenanceSchedule | None = None
+    scheduled_maintenance: tuple[tuple[str, str], ...] = ()  # (node, window) open at the time of `at()`
     # balancing
-    enable: bool = True
+    enable: bool = False
     enforce_affinity: bool = False
     enforce_pinning: bool = False
     parallel: bool = False
@@ -87,9 +114,14 @@ class Settings:
     ignore_guests: tuple[str, ...] = ()
     node_resource_reserve: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # GiB per resource
     pools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # resource → percent; ProxLB's *_threshold
+    psi_nodes: Mapping[str, PsiThreshold] | None = None  # resource → thresholds; None: no `psi` section
+    psi_guests: Mapping[str, PsiThreshold] | None = None
     # service
-    daemon: bool = False
+    daemon: bool = True
+    enable_ha: bool = False
     schedule_seconds: int = 12 * 3600
+    delay_seconds: int = 0  # service.delay; 0 when not enabled
     log_level: str = "INFO"
     # optimizer (proxlb-opt's own)
     algorithm: str = "cpsat"
@@ -108,11 +140,24 @@ class Settings:
     # proxmox_api
     api: ApiSettings | None = None
     source: str = "<defaults>"
+    #: Where loading this config departs from ProxLB or ignores something; part of every plan's warnings.
+    warnings: tuple[str, ...] = ()
 
     @property
     def parallel_limit(self) -> int:
         """Global limit on concurrent migrations: ProxLB runs one at a time unless `parallel` is on."""
         return max(1, self.parallel_jobs) if self.parallel else 1
+
+    def at(self, now: datetime) -> "Settings":
+        """These settings at the naive local time `now`: the nodes whose maintenance window is open.
+
+        As ProxLB, the configured list stays the source and scheduled nodes are added per run, so a node
+        leaves maintenance by itself when its window closes.
+        """
+        if self.maintenance_schedule is None:
+            return self
+        active = tuple((node, window.text) for node, window in self.maintenance_schedule.active(now))
+        return replace(self, scheduled_maintenance=active)
 
     def with_overrides(self, **changes: Any) -> "Settings":
         clean = {k: v for k, v in changes.items() if v is not None}
@@ -184,7 +229,8 @@ def _mapping(value: Any, where: str) -> Mapping:
     return value
 
 
-# key → reader. Keys read but not used by proxlb-opt are listed so a ProxLB file works as is.
+# key → reader. Every key of ProxLB 2.3.0 is here, so a ProxLB file loads as it is; what each one does
+# (or that it is ignored) is in proxlb_opt/keys.py, and tests keep the two in step.
 API_KEYS: dict[str, Callable] = {
     "hosts": _string_list, "user": _string, "pass": _anything, "pass_env": _string, "pass_file": _string,
     "token_id": _string, "token_secret": _anything, "token_secret_env": _string, "token_secret_file": _string,
@@ -192,40 +238,40 @@ API_KEYS: dict[str, Callable] = {
 }
 CLUSTER_KEYS: dict[str, Callable] = {
     "maintenance_nodes": _string_list, "ignore_nodes": _string_list, "overprovisioning": _bool,
-    "maintenance_nodes_schedule": _anything,
+    "maintenance_nodes_schedule": _mapping,
 }
 BALANCING_KEYS: dict[str, Callable] = {
     "enable": _bool, "enforce_affinity": _bool, "enforce_pinning": _bool, "parallel": _bool,
     "parallel_jobs": _number(1, True), "live": _bool, "with_local_disks": _bool, "with_conntrack_state": _bool,
-    "cpu_overcommit": _number(0.01), "max_node_inflow": _anything, "balance_types": _string_list,
-    "max_job_validation": _number(1, True), "memory_threshold": _anything, "cpu_threshold": _anything,
-    "disk_threshold": _anything, "balanciness": _number(0), "method": _choice(METHODS), "mode": _anything,
+    "cpu_overcommit": _number(0.01), "max_node_inflow": _number(1, True), "balance_types": _string_list,
+    "max_job_validation": _number(1, True), "memory_threshold": _number(0), "cpu_threshold": _number(0),
+    "disk_threshold": _number(0), "balanciness": _number(0), "method": _choice(METHODS), "mode": _choice(MODES),
     "balance_larger_guests_first": _bool, "ignore_guests": _string_list, "node_resource_reserve": _mapping,
-    "psi": _anything, "pools": _mapping,
+    "psi": _mapping, "pools": _mapping,
 }
 SERVICE_KEYS: dict[str, Callable] = {
-    "daemon": _bool, "enable_ha": _bool, "schedule": _mapping, "delay": _anything, "log_level": _string,
+    "daemon": _bool, "enable_ha": _bool, "schedule": _mapping, "delay": _mapping, "log_level": _string,
 }
 OPTIMIZER_KEYS: dict[str, Callable] = {
     "algorithm": _choice(ALGORITHMS), "max_migrations": _anything, "time_limit": _number(0.1),
     "weights": _mapping, "workers": _number(0, True), "seed": _number(0, True),
     "optimality_tolerance": _number(0), "migration_bandwidth": _anything, "dirty_rate_factor": _number(1.0),
-    "max_incoming_per_node": _number(1, True), "max_outgoing_per_node": _number(1, True), "poll_interval": _number(0.01), "read_guest_configs": _bool,
+    "max_incoming_per_node": _number(1, True), "max_outgoing_per_node": _number(1, True),
+    "poll_interval": _number(0.01), "read_guest_configs": _bool,
 }
-SECTIONS: dict[str, dict[str, Callable] | None] = {
+SOLVER_SECTION: dict[str, Callable] = {key: _anything for key in SOLVER_KEYS}
+SECTIONS: dict[str, dict[str, Callable]] = {
     "proxmox_api": API_KEYS, "proxmox_cluster": CLUSTER_KEYS, "balancing": BALANCING_KEYS,
-    "service": SERVICE_KEYS, "optimizer": OPTIMIZER_KEYS, "solver": None,  # ProxLB's add-on: accepted, unused
+    "service": SERVICE_KEYS, "optimizer": OPTIMIZER_KEYS, "solver": SOLVER_SECTION,
 }
 
 
-def _read_section(data: Mapping, name: str, keys: dict[str, Callable] | None, source: str) -> dict[str, Any]:
+def _read_section(data: Mapping, name: str, keys: dict[str, Callable], source: str) -> dict[str, Any]:
     section = data.get(name)
     if section is None:
         return {}
     if not isinstance(section, Mapping):
         raise ConfigError(f"{source}: {name}: expected a mapping, got {type(section).__name__}")
-    if keys is None:
-        return dict(section)
     out = {}
     for key, value in section.items():
         key = str(key)
@@ -240,8 +286,13 @@ def _read_section(data: Mapping, name: str, keys: dict[str, Callable] | None, so
 # ----------------------------------------------------------------------------- loading
 
 
-def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read a proxlb.yaml; `None` gives the defaults. `env` is the environment for *_env secrets."""
+def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None,
+                  now: datetime | None = None) -> Settings:
+    """Read a proxlb.yaml; `None` gives the defaults. `env` is the environment for *_env secrets.
+
+    Maintenance windows are evaluated at `now` (naive local time, default: the current time); the
+    service evaluates them again every round with `Settings.at`.
+    """
     if path is None:
         return Settings()
     path = Path(path)
@@ -262,7 +313,8 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections (proxmox_api, balancing, ...)")
-    return settings_from_dict(data, source=str(path), env=os.environ if env is None else env)
+    settings = settings_from_dict(data, source=str(path), env=os.environ if env is None else env)
+    return settings.at(now or datetime.now())
 
 
 def settings_from_dict(data: Mapping, source: str = "<config>", env: Mapping[str, str] | None = None) -> Settings:
@@ -272,41 +324,112 @@ def settings_from_dict(data: Mapping, source: str = "<config>", env: Mapping[str
             suffix = f" (did you mean {hint}?)" if hint else ""
             raise ConfigError(f"{source}: {key}: unknown section{suffix}")
     sections = {name: _read_section(data, name, keys, source) for name, keys in SECTIONS.items()}
+    warnings: list[str] = []
     values: dict[str, Any] = {"source": source}
-    values.update(_cluster_values(sections["proxmox_cluster"]))
-    values.update(_balancing_values(sections["balancing"], source))
+    values.update(_cluster_values(sections["proxmox_cluster"], source, warnings))
+    values.update(_balancing_values(sections["balancing"], source, warnings))
     values.update(_service_values(sections["service"], source))
     values.update(_optimizer_values(sections["optimizer"], source))
+    if "max_node_inflow" in values and "max_incoming_per_node" not in values:
+        values["max_incoming_per_node"] = values["max_node_inflow"]
+    values.pop("max_node_inflow", None)
     if sections["proxmox_api"]:
         values["api"] = _api_values(sections["proxmox_api"], source, env or {})
+    if "solver" in data:
+        warnings.append(_solver_warning(sections["solver"]))
+    values["warnings"] = tuple(warnings)
     return Settings(**values)
 
 
-def _cluster_values(section: Mapping) -> dict[str, Any]:
+def _solver_warning(section: Mapping) -> str:
+    named = ", ".join(f"solver.{key}" for key in section) if section else "the whole section"
+    return (f"solver: proxlb-opt is itself a CP-SAT solver and does not run ProxLB's proxlb-solver add-on; "
+            f"ignored: {named}")
+
+
+def _cluster_values(section: Mapping, source: str, warnings: list[str]) -> dict[str, Any]:
     keys = ("maintenance_nodes", "ignore_nodes", "overprovisioning")
-    return {k: section[k] for k in keys if section.get(k) is not None}
+    out = {k: section[k] for k in keys if section.get(k) is not None}
+    if section.get("maintenance_nodes_schedule") is not None:
+        where = f"{source}: proxmox_cluster.maintenance_nodes_schedule"
+        try:
+            schedule = parse_schedule(section["maintenance_nodes_schedule"], where)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if schedule.windows and schedule.empty_windows:
+            warnings.append("proxmox_cluster.maintenance_nodes_schedule: duration and pre-migration are both 0 "
+                            "(ProxLB's defaults), so the windows have no length and never put a node in "
+                            "maintenance; set duration (hours)")
+        out["maintenance_schedule"] = schedule
+    return out
 
 
-def _balancing_values(section: Mapping, source: str) -> dict[str, Any]:
+def _balancing_values(section: Mapping, source: str, warnings: list[str]) -> dict[str, Any]:
     passthrough = (
         "enable", "enforce_affinity", "enforce_pinning", "parallel", "parallel_jobs", "live", "with_local_disks",
-        "with_conntrack_state", "cpu_overcommit", "max_job_validation", "balanciness", "method",
-        "balance_larger_guests_first", "ignore_guests",
+        "with_conntrack_state", "cpu_overcommit", "max_job_validation", "balanciness", "method", "mode",
+        "balance_larger_guests_first", "ignore_guests", "max_node_inflow",
     )
     out = {k: section[k] for k in passthrough if section.get(k) is not None}
-    if section.get("mode") is not None:
-        mode = str(section["mode"]).lower()
-        if mode == "psi":
-            raise ConfigError(f"{source}: balancing.mode: 'psi' is not supported by proxlb-opt; use 'used' or 'assigned'")
-        out["mode"] = _choice(MODES)(mode, f"{source}: balancing.mode")
-    if section.get("balance_types") is not None:
-        types = tuple(_choice(("vm", "ct"))(t, f"{source}: balancing.balance_types") for t in section["balance_types"])
-        out["balance_types"] = types or ("vm", "ct")  # ProxLB: an empty list means both
+    read_type = _choice(("vm", "ct"))
+    types = tuple(read_type(t, f"{source}: balancing.balance_types") for t in section.get("balance_types") or ())
+    if types:
+        out["balance_types"] = tuple(dict.fromkeys(types))
+    else:
+        # ProxLB 2.3.0 migrates only the types listed, and lists none by default: enabled without this key it
+        # plans moves but never starts one. proxlb-opt keeps both types and says so.
+        warnings.append("balancing.balance_types is not set (or empty): proxlb-opt moves VMs and containers, "
+                        "while ProxLB 2.3.0 would move neither; set balance_types: ['vm', 'ct'] to make this explicit")
+    thresholds = {r: float(section[f"{r}_threshold"]) for r in RESOURCES if section.get(f"{r}_threshold")}
+    if thresholds:
+        out["thresholds"] = thresholds  # 0 counts as unset, as in ProxLB
     if section.get("node_resource_reserve") is not None:
         out["node_resource_reserve"] = _reserve(section["node_resource_reserve"], source)
     if section.get("pools") is not None:
         out["pools"] = _pools(section["pools"], source)
+    if section.get("psi") is not None:
+        out["psi_nodes"], out["psi_guests"] = _psi(section["psi"], source)
+    if out.get("mode") == "psi" and section.get("psi") is None:
+        warnings.append("balancing.mode is psi but balancing.psi sets no thresholds: no node or guest can be hot, "
+                        "so only mandatory moves are planned (as in ProxLB)")
+    elif out.get("mode") == "psi":
+        method = out.get("method", "memory")
+        for resource in RESOURCES if method == "multi" else (method,):
+            if resource not in out["psi_nodes"] and resource not in out["psi_guests"]:
+                warnings.append(f"balancing.psi sets no thresholds for {resource}: {resource} pressure never "
+                                f"triggers balancing (as in ProxLB)")
     return out
+
+
+def _psi(value: Mapping, source: str) -> tuple[dict[str, PsiThreshold], dict[str, PsiThreshold]]:
+    """ProxLB's `psi: {nodes: {resource: {pressure_full, pressure_some, pressure_spikes}}, guests: {...}}`."""
+    where = f"{source}: balancing.psi"
+    for key in value:
+        if key not in ("nodes", "guests"):
+            raise ConfigError(f"{where}.{key}: unknown key (known: nodes, guests)")
+    out = []
+    for part in ("nodes", "guests"):
+        if part not in value:
+            raise ConfigError(f"{where}.{part}: is required (ProxLB needs both nodes and guests; {{}} for none)")
+        entries = _mapping(value[part] or {}, f"{where}.{part}")
+        table: dict[str, PsiThreshold] = {}
+        for resource, spec in entries.items():
+            at = f"{where}.{part}.{resource}"
+            resource = _choice(RESOURCES)(resource, at)
+            spec = _mapping(spec, at)
+            names = ("pressure_full", "pressure_some", "pressure_spikes")
+            for key in spec:
+                if key not in names:
+                    hint = closest_key(str(key), names)
+                    raise ConfigError(f"{at}.{key}: unknown key" + (f" (did you mean {hint}?)" if hint else ""))
+            missing = [k for k in names if spec.get(k) is None]
+            if missing:
+                raise ConfigError(f"{at}.{missing[0]}: is required (pressure_full, pressure_some and "
+                                  f"pressure_spikes, in percent)")
+            full, some, spikes = (_number(0)(spec[k], f"{at}.{k}") for k in names)
+            table[resource] = PsiThreshold(full=full, some=some, spikes=spikes)
+        out.append(table)
+    return out[0], out[1]
 
 
 def _reserve(value: Mapping, source: str) -> dict[str, dict[str, float]]:
@@ -340,18 +463,35 @@ def _pools(value: Mapping, source: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _interval(value: Mapping, source: str, where: str, amount_key: str, default: int) -> int:
+    """Seconds of ProxLB's `{<amount_key>: N, format: hours|minutes}` (proxlb-opt also takes seconds)."""
+    for key in value:
+        if key not in (amount_key, "format", "enable"):
+            raise ConfigError(f"{source}: {where}.{key}: unknown key (known: {amount_key}, format)")
+    least = 0 if amount_key == "time" else 1  # a delay may be 0, a schedule interval may not
+    amount = _number(least)(value.get(amount_key, default), f"{source}: {where}.{amount_key}")
+    unit = _choice(tuple(TIME_UNITS))(value.get("format", "hours"), f"{source}: {where}.format")
+    return int(amount * TIME_UNITS[unit])
+
+
 def _service_values(section: Mapping, source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if section.get("daemon") is not None:
-        out["daemon"] = section["daemon"]
+    for key in ("daemon", "enable_ha"):
+        if section.get(key) is not None:
+            out[key] = section[key]
     if section.get("log_level") is not None:
         out["log_level"] = _choice(("debug", "info", "warning", "error", "critical"))(
             section["log_level"], f"{source}: service.log_level").upper()
     schedule = section.get("schedule")
     if schedule:
-        interval = _number(1)(schedule.get("interval", 12), f"{source}: service.schedule.interval")
-        unit = _choice(("hours", "minutes", "seconds"))(schedule.get("format", "hours"), f"{source}: service.schedule.format")
-        out["schedule_seconds"] = int(interval * {"hours": 3600, "minutes": 60, "seconds": 1}[unit])
+        if "enable" in schedule:
+            raise ConfigError(f"{source}: service.schedule.enable: unknown key (known: interval, format)")
+        out["schedule_seconds"] = _interval(schedule, source, "service.schedule", "interval", 12)
+    delay = section.get("delay")
+    if delay:
+        enabled = _bool(delay.get("enable", False), f"{source}: service.delay.enable")
+        seconds = _interval(delay, source, "service.delay", "time", 1)
+        out["delay_seconds"] = seconds if enabled else 0
     return out
 
 
@@ -401,6 +541,9 @@ def _api_values(section: Mapping, source: str, env: Mapping[str, str]) -> ApiSet
     password = _secret(section, "pass", where, env)
     token_secret = _secret(section, "token_secret", where, env)
     token_id = section.get("token_id")
+    if password and token_secret:
+        # ProxLB 2.3.0 refuses the same: the two ways to log in exclude each other.
+        raise ConfigError(f"{where}: pass and token_secret are both set; give one (a password or an API token)")
     if token_id and not token_secret:
         raise ConfigError(f"{where}.token_secret: is required with token_id")
     if not token_id and not password:

@@ -2,7 +2,9 @@
 
 **ProxLB-style** (`proxlb_greedy`), re-implemented from ProxLB 2.3.0's observable behaviour (not its
 code): guests on maintenance nodes go one by one to the node with the lowest percent, with no capacity
-check; then, while the gap between the highest and lowest node exceeds `balanciness`, affinity groups
+check; then, while ProxLB would still balance (the gap between the highest and lowest node exceeds
+`balanciness` or the highest node is at a `*_threshold`; in mode psi while something is hot; with
+`enforce_pinning` always: triggers.py), affinity groups
 (a guest without an affinity tag is a group of one), smallest first, ties by used memory (ascending,
 or descending with `balance_larger_guests_first`), go to the node with the lowest percent; a member
 moves only while its node is the most loaded one and it fits the target's free memory; anti-affinity
@@ -27,6 +29,7 @@ from proxlb_opt.deadline import Deadline
 from proxlb_opt.feasibility import Occupancy
 from proxlb_opt.problem import Problem
 from proxlb_opt.rules import AFFINITY_PREFIX
+from proxlb_opt.triggers import static_reasons, threshold_reasons
 
 EPS = 1e-9
 #: Target nodes the unit greedy evaluates at once, least loaded first.
@@ -59,6 +62,14 @@ class _ProxlbState:
         pct = self.percent()[self.p.eligible_nodes]
         return float(pct.max() - pct.min()) if pct.size > 1 else 0.0
 
+    def still_balancing(self, always: bool) -> bool:
+        """ProxLB's check before each group: `always` holds the reasons that moves cannot change."""
+        if always:
+            return True
+        if self.p.settings.mode == "psi":
+            return False
+        return self.gap() > self.p.settings.balanciness or bool(threshold_reasons(self.p, self.occ.percent()))
+
     def lowest(self, among: np.ndarray | None = None) -> int | None:
         nodes = self.p.eligible_nodes if among is None else np.intersect1d(among, self.p.eligible_nodes)
         if nodes.size == 0:
@@ -85,9 +96,9 @@ def proxlb_greedy(problem: Problem, max_migrations: int | None = None) -> Greedy
         return GreedyResult(state.occ.placement.copy(), 0, maintenance_moves)
     moves = 0
     anti_used: dict[str, list[int]] = defaultdict(list)
-    settings = problem.settings
+    always = bool(static_reasons(problem))
     for group in _proxlb_groups(problem):
-        if state.gap() <= settings.balanciness:
+        if not state.still_balancing(always):
             break
         target = state.lowest()
         for g in group:

@@ -13,6 +13,12 @@ reserves included: `relieve`) the repair (repair.py) also brings it down as far 
 have room and then tightens `limit` to what it reached. Over the administrative ones (assigned memory
 and vCPUs without overprovisioning) it is left as it is: ProxLB never forces those moves either, and
 assigned memory above a node's size is often deliberate (ballooning); a plan only never adds to it.
+
+`mode: psi` balances pressure instead of use (FORMULATION.md, "Pressure (mode psi)"): a node's load
+is its measured pressure (PVE 9 PSI `some`, in hundredths of a percent, so 100 % is the capacity),
+split over its running guests in proportion to their own pressure; a guest carries its share when it
+moves. The hard limits stay those of used memory and local disk (and, without overprovisioning,
+assigned memory and vCPUs).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from proxlb_opt.cluster import Cluster
+from proxlb_opt.cluster import PSI_FIGURES, PSI_SCALE, Cluster
 from proxlb_opt.config import RESOURCES, Settings
 
 #: Percentages inside the model are integers in hundredths of a percentage point.
@@ -77,7 +83,9 @@ def load_model(cluster: Cluster, settings: Settings) -> LoadModel:
     c = cluster
     running = c.guest_running.astype(np.int64)
     local = c.guest_local_disk.astype(np.int64)
-    if settings.mode == "assigned":
+    if settings.mode == "psi":
+        demand, base = pressure_shares(c)
+    elif settings.mode == "assigned":
         demand = np.stack([c.guest_mem_mib, c.guest_cpu_milli, c.guest_disk_mib * local], axis=1)
         base = np.zeros((c.n_nodes, 3), dtype=np.int64)
     else:
@@ -88,6 +96,8 @@ def load_model(cluster: Cluster, settings: Settings) -> LoadModel:
     demand = demand.astype(np.int64)
     size = np.stack([c.node_mem_mib, c.node_cpu_milli, c.node_disk_mib], axis=1).astype(np.int64)
     capacity = np.maximum(1, size - reserve_matrix(c, settings))
+    # Pressure is a share of time: 100 % is every node's capacity, whatever its size.
+    balance_capacity = np.full_like(capacity, 100 * PSI_SCALE) if settings.mode == "psi" else capacity
 
     if settings.method == "multi":
         resources = tuple(r for r in RESOURCES if settings.weights.get(r, 0) > 0)
@@ -96,9 +106,30 @@ def load_model(cluster: Cluster, settings: Settings) -> LoadModel:
         resources, weights = (settings.method,), (1,)
     return LoadModel(
         resources=resources, weights=weights, demand=_ro(demand), base=_ro(base.astype(np.int64)),
-        capacity=_ro(capacity), hard_limits=_hard_limits(c, settings, capacity), mode=settings.mode,
+        capacity=_ro(balance_capacity), hard_limits=_hard_limits(c, settings, capacity), mode=settings.mode,
         migration_cost=_ro(_migration_cost(c)),
     )
+
+
+def pressure_shares(c: Cluster) -> tuple[np.ndarray, np.ndarray]:
+    """(demand int64[g, r], base int64[n, r]) of mode psi, in hundredths of a percent of stalled time.
+
+    A node's figure is its `some` pressure (the hour mean), per resource (memory, cpu, io for disk). It is
+    split over the running guests on the node in proportion to their own `some` pressure; what is left
+    (rounding, and all of it when no guest reports pressure: the host's own processes) is the node's
+    base, which stays. So the load of every node before the plan is its measured pressure, and a guest
+    takes its share along when it moves: a first-order model, since pressure does not add up exactly.
+    """
+    some = PSI_FIGURES.index("some")
+    node_figure = c.node_psi[:, :, some].astype(np.int64)  # [n, r]
+    weight = c.guest_psi[:, :, some].astype(np.int64) * c.guest_running[:, None]  # [g, r]
+    total = np.zeros_like(node_figure)
+    np.add.at(total, np.asarray(c.guest_node, dtype=np.int64), weight)
+    on_node_figure = node_figure[c.guest_node]  # [g, r]
+    on_node_total = total[c.guest_node]
+    demand = np.where(on_node_total > 0, on_node_figure * weight // np.maximum(on_node_total, 1), 0)
+    base = node_figure - _sum_by_node(c, demand)
+    return demand.astype(np.int64), np.maximum(0, base)
 
 
 def reserve_matrix(cluster: Cluster, settings: Settings) -> np.ndarray:

@@ -23,6 +23,7 @@ from proxlb_opt.optimizer import optimize
 from proxlb_opt.plan import Limits, Plan, TimeModel, check_plan, diff, sequence
 from proxlb_opt.problem import Problem, build_problem
 from proxlb_opt.repair import RepairResult, needs_repair
+from proxlb_opt.triggers import balance_reasons, pressure_warnings
 
 SEQUENCING_RETRIES = 3
 #: Other valid placements of the same search tried when the best one has no safe order.
@@ -94,10 +95,10 @@ def limits(settings: Settings) -> Limits:
 
 
 def needs_action(problem: Problem) -> bool:
-    """False when the spread is within balanciness and no rule or capacity needs repairing."""
+    """False when nothing calls for balancing (triggers.py) and no rule or capacity needs repairing."""
     if needs_repair(problem):
         return True
-    return check.spread(problem, problem.current) > problem.settings.balanciness
+    return bool(balance_reasons(problem))
 
 
 def make_plan(cluster: Cluster, settings: Settings, algorithm: str | None = None,
@@ -122,11 +123,12 @@ def plan_problem(problem: Problem, algorithm: str, deadline: Deadline, repaired:
     current = problem.current
     before = check.spread(problem, current)
     start = time.perf_counter()
-    if not needs_action(problem):
+    reasons = balance_reasons(problem)
+    if not reasons and not needs_repair(problem):
         return _result(problem, algorithm, "balanced", current, None, start, before, deadline)
-    if before <= problem.settings.balanciness and problem.budget != 0:
-        # Within the balanciness only what must change changes (rules, maintenance, capacity): as ProxLB,
-        # which does not balance below its threshold.
+    if not reasons and problem.budget != 0:
+        # Nothing calls for balancing (within balanciness, below the thresholds, nothing hot): only what
+        # must change changes (rules, maintenance, capacity), as ProxLB does not balance then either.
         problem = problem.with_budget(0)
     if algorithm == "greedy":
         greedy = proxlb_greedy(problem, problem.budget)
@@ -211,8 +213,15 @@ def _result(problem: Problem, algorithm: str, status: str, placement: np.ndarray
         spread_per_resource_before=check.spread_per_resource(problem, problem.current),
         spread_per_resource_after=check.spread_per_resource(problem, placement),
         bound=bound, solve_seconds=seq_start - start, sequence_seconds=sequence_seconds,
-        greedy_spread=greedy_spread, violations=tuple(violations), warnings=problem.rules.warnings, notes=notes,
+        greedy_spread=greedy_spread, violations=tuple(violations), notes=notes + _reason_notes(problem),
+        warnings=tuple(settings.warnings) + pressure_warnings(problem) + tuple(problem.rules.warnings),
     )
+
+
+def _reason_notes(problem: Problem) -> tuple[str, ...]:
+    """Why a plan balances, when it is not just the spread over balanciness (the usual case)."""
+    return tuple(f"balancing because {reason}" for reason in balance_reasons(problem)
+                 if not reason.startswith("spread "))
 
 
 def _unsequenced(steps, placement: np.ndarray) -> Plan:

@@ -25,7 +25,7 @@ import numpy as np
 from proxlb_opt.cluster import Cluster, without_nodes
 from proxlb_opt.config import Settings
 from proxlb_opt.loads import LoadModel, load_model
-from proxlb_opt.rules import RuleSet, derive_rules
+from proxlb_opt.rules import RuleSet, derive_rules, unknown_config_names
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,9 +255,14 @@ class Problem:
 
 
 def build_problem(cluster: Cluster, settings: Settings) -> Problem:
-    """Drop `ignore_nodes`, derive the rules and the load model; the budget is the settings' max_migrations."""
+    """Drop `ignore_nodes`, derive the rules and the load model; the budget is the settings' max_migrations.
+
+    The rules' warnings start with the config names that match nothing in the (whole) cluster."""
+    unknown = unknown_config_names(cluster, settings)
     cluster = without_nodes(cluster, settings.ignore_nodes)
     rules = derive_rules(cluster, settings)
+    if unknown:
+        rules = replace(rules, warnings=tuple(unknown) + rules.warnings)
     loads = load_model(cluster, settings)
     return Problem(cluster=cluster, settings=settings, rules=rules, loads=loads, budget=settings.max_migrations)
 

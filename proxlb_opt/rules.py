@@ -132,6 +132,7 @@ def derive_rules(cluster: Cluster, settings: Settings) -> RuleSet:
     eligible = np.asarray(c.node_online, dtype=bool) & ~maintenance_mask
 
     ignores = _ignores(c, settings)
+    _kept_by_migrate_options(ignores, warnings)
     movable = np.ones(c.n_guests, dtype=bool)
     for ig in ignores:
         movable[ig.guest] = False
@@ -176,6 +177,15 @@ def _maintenance(c: Cluster, settings: Settings, lower_names: dict[str, int], wa
             warnings.append(f"maintenance node {name!r} is not in the cluster (or ignored); nothing to drain there")
             continue
         found.setdefault(n, "config proxmox_cluster.maintenance_nodes")
+    if settings.maintenance_schedule is not None:
+        for name in settings.maintenance_schedule.nodes:
+            if name.lower() not in lower_names:
+                warnings.append(f"proxmox_cluster.maintenance_nodes_schedule names node {name!r}, which is not in "
+                                f"the cluster (or ignored); its windows have no effect")
+    for name, window in settings.scheduled_maintenance:
+        n = lower_names.get(name.lower())
+        if n is not None:
+            found.setdefault(n, f"config proxmox_cluster.maintenance_nodes_schedule ({window})")
     return [Maintenance(node=n, source=src) for n, src in sorted(found.items())]
 
 
@@ -197,9 +207,44 @@ def _ignores(c: Cluster, settings: Settings) -> list[Ignore]:
             reason = "config balancing.ignore_guests"
         elif c.guest_type(g) not in settings.balance_types:
             reason = f"type {c.guest_type(g)} not in balancing.balance_types"
+        elif c.guest_running[g] and not c.guest_is_ct[g] and not settings.live:
+            reason = "balancing.live is false and PVE moves a running VM only online"
+        elif c.guest_running[g] and not c.guest_is_ct[g] and c.guest_local_disk[g] and not settings.with_local_disks:
+            reason = "balancing.with_local_disks is false and PVE moves a running VM's local disks only with it"
         if reason:
             reasons.append(Ignore(guest=g, source=reason))
     return reasons
+
+
+def _kept_by_migrate_options(ignores: list[Ignore], warnings: list[str]) -> None:
+    """One line per migrate option that keeps running VMs in place (ProxLB would send the migrations and
+    have PVE refuse them)."""
+    for key in ("balancing.live", "balancing.with_local_disks"):
+        count = sum(1 for i in ignores if i.source.startswith(key))
+        if count:
+            warnings.append(f"{key} is false: {count} running VM(s) stay where they are (PVE would refuse to "
+                            f"migrate them with these options)")
+
+
+def unknown_config_names(cluster: Cluster, settings: Settings) -> list[str]:
+    """Warnings for names in the config that match nothing in the cluster: ignore_nodes, ignore_guests, pools.
+
+    `cluster` is the whole cluster, before `ignore_nodes` are removed. (Maintenance nodes and schedules are
+    checked in `derive_rules`, against the nodes that remain.)
+    """
+    out = []
+    for name in settings.ignore_nodes:  # matched exactly, as ProxLB and `without_nodes` do
+        if cluster.node_index(name) is None:
+            out.append(f"proxmox_cluster.ignore_nodes names {name!r}, which is not a node of the cluster")
+    guests = {name.lower() for name in cluster.guest_names} | {str(int(v)) for v in cluster.guest_vmid}
+    for name in settings.ignore_guests:
+        if name.lower() not in guests:
+            out.append(f"balancing.ignore_guests names {name!r}, which matches no guest of the cluster")
+    pools = {p for p in cluster.guest_pool if p}
+    for pool in sorted(settings.pools):
+        if pool not in pools:
+            out.append(f"balancing.pools.{pool}: no guest of the cluster is in pool {pool!r}; the entry has no effect")
+    return out
 
 
 def _ignore_reason(ignores: list[Ignore], g: int) -> str:

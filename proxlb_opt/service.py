@@ -1,25 +1,30 @@
 """Service mode (systemd, ProxLB's `service.daemon`): plan and apply on a schedule.
 
-Each round reads the live cluster, plans, and applies the plan when `balancing.enable` is on
-(and not in dry-run). Errors of one round are logged and the loop goes on; SIGTERM/SIGINT end it
-after the current step, SIGHUP re-reads the config before the next round. With
-`service.daemon: false` (or `--once`) one round runs and the exit code is that round's.
+Each round evaluates the maintenance windows at the round's time, reads the live cluster, plans,
+and applies the plan unless `migration_gate` says this process may not migrate: `balancing.enable`
+is not true (ProxLB's default), or `service.enable_ha` is on and this node is not the PVE HA
+manager master. Then the round plans, logs, and says why in one line. Errors of one round are
+logged and the loop goes on; SIGTERM/SIGINT end it after the current step, SIGHUP re-reads the
+config before the next round. `service.delay` waits once before the first round, as in ProxLB.
+With `service.daemon: false` (or `--once`) one round runs and the exit code is that round's.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from proxlb_opt.adapters.proxmox import ProxmoxClient, collect_cluster
+from proxlb_opt.adapters.proxmox import ProxmoxClient, collect_live, ha_master
 from proxlb_opt.apply import Executor, steps_from_plan
 from proxlb_opt.config import Settings, load_settings
 from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError
-from proxlb_opt.planner import make_plan
+from proxlb_opt.planner import PlanResult, make_plan
 from proxlb_opt.report import plan_dict
 
 log = logging.getLogger("proxlb_opt.service")
@@ -31,22 +36,66 @@ class Round:
     done: int = 0
     failed: int = 0
     error: ProxlbOptError | None = None
+    gate: str | None = None  # why this round only planned (migration_gate), if it did
+    result: PlanResult | None = None
 
 
-def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None]) -> Round:
+def local_node_name(hostname: str | None = None) -> str:
+    """This machine's PVE node name: the host name up to the first dot, as PVE names its nodes."""
+    return (hostname or socket.gethostname()).split(".", 1)[0]
+
+
+def migration_gate(settings: Settings, client: ProxmoxClient | None = None, hostname: str | None = None) -> str | None:
+    """None when this process may migrate; otherwise one line saying why it only plans.
+
+    `balancing.enable` must be true (ProxLB's default is false). With `service.enable_ha`, this node must
+    be the PVE HA manager master, so that copies installed on every node migrate from one place only.
+    ProxLB compares the master with the full host name; here the short name is used, as PVE names nodes,
+    so a host whose name is fully qualified still recognises itself.
+    """
+    if not settings.enable:
+        return (f"{settings.source}: balancing.enable is not true (ProxLB's default is false): planning only, "
+                f"nothing is migrated")
+    if settings.enable_ha:
+        if settings.api is None:
+            return f"{settings.source}: service.enable_ha needs a proxmox_api section: planning only"
+        local = local_node_name(hostname)
+        master = ha_master(client or ProxmoxClient(settings.api))
+        if master is None:
+            return f"service.enable_ha: the cluster reports no HA manager master: planning only on {local}"
+        if master.lower() != local.lower():
+            return (f"service.enable_ha: this node ({local}) is not the HA manager master ({master}): planning "
+                    f"only, {master} migrates")
+    return None
+
+
+def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None], *, now: datetime | None = None,
+              hostname: str | None = None) -> Round:
+    """One plan (and apply) of the live cluster; `now` (naive local time) decides the maintenance windows."""
     outcome = Round()
     try:
-        result = make_plan(collect_cluster(settings.api, settings.read_guest_configs), settings)
+        settings = settings.at(now or datetime.now())
+        for node, window in settings.scheduled_maintenance:
+            log.info("node %s is in maintenance by schedule (%s)", node, window)
+        client = ProxmoxClient(settings.api)
+        result = make_plan(collect_live(settings, client), settings)
+        outcome.result = result
         for warning in result.warnings:
             log.warning(warning)
         outcome.migrations = len(result.plan.steps)
         log.info("plan: %s, spread %.2f → %.2f pp, %d migrations in %d waves", result.status, result.spread_before,
                  result.spread_after, outcome.migrations, result.plan.waves)
-        if not outcome.migrations or dry_run or not settings.enable:
+        if dry_run:
+            return outcome
+        outcome.gate = migration_gate(settings, client, hostname)
+        if outcome.gate is not None:
+            log.info("%s", outcome.gate)
+            return outcome
+        if not outcome.migrations:
             return outcome
         if result.violations:
             raise ApplyError("the greedy plan breaks rules; not applied")
-        report = Executor(ProxmoxClient(settings.api), settings, emit=emit).run(steps_from_plan(plan_dict(result)))
+        report = Executor(client, settings, emit=emit).run(steps_from_plan(plan_dict(result)))
         outcome.done, outcome.failed = report.count("done"), report.count("failed")
         if outcome.failed:
             raise ApplyError(f"{outcome.failed} migration(s) failed")
@@ -56,7 +105,15 @@ def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None]) -
     return outcome
 
 
-def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], None]) -> Round:
+def _apply_log_level(settings: Settings) -> None:
+    """`service.log_level`; a logger already at DEBUG (`-v`) stays there."""
+    logger = logging.getLogger("proxlb_opt")
+    if logger.level != logging.DEBUG:
+        logger.setLevel(getattr(logging, settings.log_level, logging.INFO))
+
+
+def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], None], *,
+                round_fn: Callable[..., Round] = one_round) -> Round:
     stop = threading.Event()
     reload = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -66,15 +123,22 @@ def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
     settings = load_settings(config)
     if settings.api is None:
         raise ConfigError(f"{config}: service mode needs a proxmox_api section")
+    _apply_log_level(settings)
+    if settings.delay_seconds:
+        log.info("service.delay: first round in %d s", settings.delay_seconds)
+        stop.wait(settings.delay_seconds)
+        if stop.is_set():
+            return Round()
     while True:
         if reload.is_set():
             reload.clear()
             try:
                 settings = load_settings(config)
+                _apply_log_level(settings)
                 log.info("configuration reloaded from %s", config)
             except ConfigError as exc:
                 log.error("reload failed, keeping the previous configuration: %s", exc)
-        outcome = one_round(settings, dry_run, emit)
+        outcome = round_fn(settings, dry_run, emit)
         if once or not settings.daemon or stop.is_set():
             return outcome
         log.info("next round in %d s", settings.schedule_seconds)

@@ -71,7 +71,16 @@ def test_maintenance_only_config_needs_no_api():
     ({"balancing": {"balanciness_": 3}}, r"balancing\.balanciness_: unknown key \(did you mean balancing\.balanciness\?\)"),
     ({"balancng": {}}, "did you mean balancing"),
     ({"balancing": {"method": "memroy"}}, "did you mean 'memory'"),
-    ({"balancing": {"mode": "psi"}}, "psi.*not supported"),
+    ({"balancing": {"mode": "pressure"}}, "must be one of used, assigned, psi"),
+    ({"balancing": {"psi": {"nodes": {}}}}, r"balancing\.psi\.guests: is required"),
+    ({"balancing": {"psi": {"nodes": {"memory": {"pressure_full": 1, "pressure_some": 1}}, "guests": {}}}},
+     r"psi\.nodes\.memory\.pressure_spikes: is required"),
+    ({"proxmox_api": {"hosts": ["h"], "user": "u@pve", "pass": "p", "token_id": "t", "token_secret": "s"}},
+     "pass and token_secret are both set"),
+    ({"proxmox_cluster": {"maintenance_nodes_schedule": {"schedules": {"pve1": ["Mnday, 8:00"]}}}},
+     r"maintenance_nodes_schedule\.schedules\.pve1: cannot read 'Mnday, 8:00'"),
+    ({"service": {"delay": {"enable": True, "time": 1, "format": "days"}}}, "service.delay.format: must be one of"),
+    ({"solver": {"enabel": True}}, r"solver\.enabel: unknown key \(did you mean solver\.enable\?\)"),
     ({"balancing": {"balanciness": -1}}, "at least 0"),
     ({"balancing": {"parallel": "maybe"}}, "true or false"),
     ({"optimizer": {"max_migrations": -3}}, "max_migrations"),
@@ -107,5 +116,6 @@ def test_file_errors(tmp_path):
 def test_defaults_match_proxlb():
     s = Settings()
     assert (s.balanciness, s.cpu_overcommit, s.overprovisioning, s.method, s.mode) == (10.0, 2.0, False, "memory", "used")
+    assert (s.enable, s.daemon, s.schedule_seconds, s.delay_seconds, s.enable_ha) == (False, True, 12 * 3600, 0, False)
     assert s.parallel_limit == 1
     assert Settings(parallel=True, parallel_jobs=3).parallel_limit == 3

@@ -6,6 +6,9 @@ polling their tasks. Requests are few and do not grow with the guest count where
 `/cluster/resources` carries nodes, guests, usage, tags, pools, locks and storages in one answer;
 HA resources, rules and status are one request each. Only local-disk detection needs each
 guest's config (disk volume ids); those requests run concurrently and can be switched off.
+Pressure (PSI, for `balancing.mode: psi`) costs four requests per node and none per guest: the
+node's hour of rrddata twice (AVERAGE and MAX) and its two guest lists, which carry the guests'
+live values. ProxLB reads each guest's rrddata instead (two requests per guest).
 
 Least privilege: Sys.Audit (nodes, HA status), VM.Audit (guests, configs), Datastore.Audit
 (storages), VM.Migrate (apply only). Secrets never appear in messages.
@@ -26,8 +29,8 @@ import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
-from proxlb_opt.cluster import Cluster, cluster_from_dict
-from proxlb_opt.config import ApiSettings
+from proxlb_opt.cluster import PSI_RESOURCES, Cluster, cluster_from_dict
+from proxlb_opt.config import ApiSettings, Settings
 from proxlb_opt.errors import CollectionError
 
 log = logging.getLogger("proxlb_opt.adapters.proxmox")
@@ -126,8 +129,8 @@ class CollectionStats:
 
 
 def collect_model(client: ProxmoxClient, read_configs: bool = True,
-                  local_disk_hint: Callable[[int], bool | None] | None = None) -> dict:
-    """The live cluster as a model-file mapping (format v1)."""
+                  local_disk_hint: Callable[[int], bool | None] | None = None, pressure: bool = False) -> dict:
+    """The live cluster as a model-file mapping (format v1); with `pressure`, PSI figures too."""
     resources = _get_list(client, "cluster/resources")
     nodes = [r for r in resources if r.get("type") == "node"]
     guests = [r for r in resources if r.get("type") in ("qemu", "lxc")]
@@ -138,7 +141,7 @@ def collect_model(client: ProxmoxClient, read_configs: bool = True,
     maintenance = _maintenance_nodes(client)
     shared = {(s.get("node"), s.get("storage")): bool(s.get("shared")) for s in storages}
     local_disk = _local_disks(client, guests, shared, read_configs, local_disk_hint)
-    return {
+    model = {
         "version": 1,
         "cluster": _cluster_name(client),
         "nodes": [_node_entry(n, storages, maintenance) for n in sorted(nodes, key=lambda n: n["node"])],
@@ -146,19 +149,31 @@ def collect_model(client: ProxmoxClient, read_configs: bool = True,
                    for g in sorted(guests, key=lambda g: int(g["vmid"]))],
         "ha_rules": _ha_rules(client),
     }
+    if pressure:
+        _add_pressure(client, model)
+    return model
 
 
-def collect_cluster(settings: ApiSettings, read_configs: bool = True) -> Cluster:
-    client = ProxmoxClient(settings)
-    model, stats = collect_with_stats(client, read_configs)
+def collect_cluster(settings: ApiSettings, read_configs: bool = True, pressure: bool = False,
+                    client: ProxmoxClient | None = None) -> Cluster:
+    client = client or ProxmoxClient(settings)
+    model, stats = collect_with_stats(client, read_configs, pressure)
     log.info("collected %d guests with %d API requests in %.2f s", stats.guests, stats.requests, stats.seconds)
     return cluster_from_dict(model, source=f"proxmox-api:{client.settings.hosts[client._current]}")
 
 
-def collect_with_stats(client: ProxmoxClient, read_configs: bool = True) -> tuple[dict, CollectionStats]:
+def collect_live(settings: Settings, client: ProxmoxClient | None = None) -> Cluster:
+    """The live cluster of a config: its API, its `read_guest_configs`, and PSI figures when `mode: psi`."""
+    if settings.api is None:
+        raise CollectionError(f"{settings.source}: no proxmox_api section to read the live cluster from")
+    return collect_cluster(settings.api, settings.read_guest_configs, pressure=settings.mode == "psi", client=client)
+
+
+def collect_with_stats(client: ProxmoxClient, read_configs: bool = True,
+                       pressure: bool = False) -> tuple[dict, CollectionStats]:
     start = time.perf_counter()
     before = client.requests_made
-    model = collect_model(client, read_configs)
+    model = collect_model(client, read_configs, pressure=pressure)
     return model, CollectionStats(client.requests_made - before, time.perf_counter() - start, len(model["guests"]))
 
 
@@ -205,6 +220,19 @@ def _maintenance_nodes(client: ProxmoxClient) -> set[str]:
         if item.get("type") == "lrm" and "maintenance mode" in str(item.get("status", "")):
             nodes.add(str(item.get("node") or str(item.get("id", "")).rpartition("/")[2]))
     return nodes
+
+
+def ha_master(client: ProxmoxClient) -> str | None:
+    """The node the PVE HA manager (CRM) runs on: the `master` entry of /cluster/ha/status/current (the
+    same manager status ProxLB reads as `master_node`); None when there is none or it cannot be read."""
+    for item in _optional_list(client, "cluster/ha/status/current"):
+        if item.get("type") != "master":
+            continue
+        if item.get("node"):
+            return str(item["node"])
+        status = str(item.get("status", "")).strip()  # "pve1 (active, Mon Nov 30 08:00:00 2026)"
+        return status.split(" ", 1)[0] or None
+    return None
 
 
 def _ha_rules(client: ProxmoxClient) -> list[dict]:
@@ -279,6 +307,98 @@ def _guest_entry(item: dict, ha_vmids: set[int], local_disk: bool) -> dict:
     if int(item.get("template") or 0):
         entry["template"] = True
     return entry
+
+
+# ----------------------------------------------------------------------------- pressure (PSI)
+
+# PVE's field names per resource (PSI_RESOURCES order) and figure. Nodes have no full CPU pressure.
+_PSI_FIELDS = {"memory": ("pressurememorysome", "pressurememoryfull"), "cpu": ("pressurecpusome", "pressurecpufull"),
+               "io": ("pressureiosome", "pressureiofull")}
+#: rrddata points (one a minute in the hour frame) whose MAX gives the node's spike figure, as ProxLB.
+SPIKE_POINTS = 6
+
+
+def _add_pressure(client: ProxmoxClient, model: dict) -> None:
+    """Node figures from an hour of rrddata, guest figures from the guest lists' live values."""
+    online = [n["name"] for n in model["nodes"] if n.get("status") == "online"]
+    by_vmid = {g["vmid"]: g for g in model["guests"]}
+
+    def read(node: str) -> tuple[str, dict | None, list[dict]]:
+        average = _rrd(client, node, "AVERAGE")
+        peaks = _rrd(client, node, "MAX")
+        listed = []
+        for kind in ("qemu", "lxc"):
+            try:
+                answer = client.get(f"nodes/{node}/{kind}")
+            except (ApiCallError, CollectionError) as exc:
+                log.warning("cannot read the %s guests of %s for pressure (%s); counted as 0", kind, node, exc)
+                continue
+            listed += answer if isinstance(answer, list) else []
+        return node, _node_pressure(average, peaks), listed
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(read, online))
+    nodes = {n["name"]: n for n in model["nodes"]}
+    for node, figures, listed in results:
+        if figures is not None:
+            nodes[node]["pressure"] = figures
+        for item in listed:
+            guest = by_vmid.get(int(item.get("vmid", 0) or 0))
+            if guest is not None and guest["node"] == node and guest["status"] == "running":
+                figures = _guest_pressure(item)
+                if figures:
+                    guest["pressure"] = figures
+
+
+def _rrd(client: ProxmoxClient, node: str, cf: str) -> list[dict]:
+    try:
+        answer = client.get(f"nodes/{node}/rrddata", timeframe="hour", cf=cf)
+    except (ApiCallError, CollectionError) as exc:
+        log.warning("cannot read the rrddata (%s) of %s (%s); its pressure counts as 0", cf, node, exc)
+        return []
+    return answer if isinstance(answer, list) else []
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)  # LXC sends PSI values as strings
+    except (TypeError, ValueError):
+        return None
+
+
+def _node_pressure(average: list[dict], peaks: list[dict]) -> dict | None:
+    """{resource: {some, full, spikes}} in percent: the hour's mean of `some` and `full` (AVERAGE series),
+    and the highest `full` of the last SPIKE_POINTS points of the MAX series; None without any PSI field
+    (PVE before 9)."""
+    figures: dict[str, dict[str, float]] = {}
+    for resource in PSI_RESOURCES:
+        some_key, full_key = _PSI_FIELDS[resource]
+        row = {}
+        for figure, key in (("some", some_key), ("full", full_key)):
+            values = [v for v in (_number(p.get(key)) for p in average) if v is not None]
+            if values:
+                row[figure] = round(sum(values) / len(values), 2)
+        recent = [v for v in (_number(p.get(full_key)) for p in peaks) if v is not None][-SPIKE_POINTS:]
+        if recent:
+            row["spikes"] = round(max(recent), 2)
+        if row:
+            row.setdefault("full", 0.0)
+            row.setdefault("spikes", 0.0)
+            figures[resource] = {k: min(100.0, max(0.0, v)) for k, v in row.items()}
+    return figures or None
+
+
+def _guest_pressure(item: dict) -> dict:
+    """{resource: {some, full}} in percent from a guest list item (live avg10); spikes default to full."""
+    figures = {}
+    for resource in PSI_RESOURCES:
+        some, full = (_number(item.get(key)) for key in _PSI_FIELDS[resource])
+        if some is not None or full is not None:
+            figures[resource] = {"some": min(100.0, max(0.0, some or 0.0)), "full": min(100.0, max(0.0, full or 0.0))}
+    return figures
+
+
+# ----------------------------------------------------------------------------- local disks
 
 
 def _local_disks(client: ProxmoxClient, guests: list[dict], shared: dict, read_configs: bool,

@@ -43,14 +43,16 @@ def api_section(sim: SimulatorServer, token: bool = False, **extra) -> dict:
 
 def settings_for(sim: SimulatorServer, token: bool = False, api: dict | None = None, **optimizer) -> Settings:
     data = {"proxmox_api": api or api_section(sim, token),
-            "balancing": {"parallel": True, "parallel_jobs": 3, "balanciness": 2},
+            "balancing": {"enable": True, "parallel": True, "parallel_jobs": 3, "balanciness": 2,
+                          "balance_types": ["vm", "ct"]},
             "optimizer": {"poll_interval": 0.02, "workers": 1, "time_limit": 5, **optimizer}}
     return settings_from_dict(data)
 
 
 def write_config(path: Path, sim: SimulatorServer, **optimizer) -> Path:
     data = {"proxmox_api": api_section(sim),
-            "balancing": {"parallel": True, "parallel_jobs": 3, "balanciness": 2, "max_job_validation": 30},
+            "balancing": {"enable": True, "parallel": True, "parallel_jobs": 3, "balanciness": 2,
+                          "max_job_validation": 30, "balance_types": ["vm", "ct"]},
             "optimizer": {"poll_interval": 0.02, "workers": 1, "time_limit": 5, **optimizer}}
     path.write_text(yaml.safe_dump(data))
     return path

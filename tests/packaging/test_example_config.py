@@ -1,4 +1,4 @@
-"""examples/proxlb.yaml: loads, shows every key, and its commented defaults are proxlb-opt's defaults."""
+"""examples/proxlb.yaml: loads, shows every key of the key table, and its active values are the defaults."""
 
 from __future__ import annotations
 
@@ -7,24 +7,16 @@ import re
 
 import yaml
 
-from proxlb_opt import config
+from proxlb_opt import config, keys
 from proxlb_opt.config import Settings, load_settings
 from tests.packaging.conftest import REPO
 
 EXAMPLE = REPO / "examples" / "proxlb.yaml"
 ENV = {"PROXLB_TOKEN_SECRET": "not-a-real-secret"}
 
-# Keys of ProxLB 2.3.0 that proxlb-opt accepts as a whole section or value without reading inside.
-PROXLB_SOLVER_KEYS = {"enable", "mode", "log_dir", "timeout_seconds", "use_reservations", "active_step_retries",
-                      "fallback_to_greedy"}
-PROXLB_NESTED = {
-    ("proxmox_cluster", "maintenance_nodes_schedule"): {"duration", "pre-migration", "schedules"},
-    ("service", "schedule"): {"interval", "format"},
-    ("service", "delay"): {"enable", "time", "format"},
-    ("balancing", "psi"): {"nodes", "guests"},
-}
-# Where the example deliberately differs from the default (the comment next to the key says why).
-NOT_DEFAULT = {"enable", "daemon", "api", "source"}
+# The example's active values are Settings() defaults, but for what a file always has: an API section and
+# its own path. (enable: false and daemon: true are the defaults now, as in ProxLB.)
+NOT_DEFAULT = {"api", "source"}
 
 
 def uncommented(text: str) -> str:
@@ -53,27 +45,48 @@ def test_example_values_are_the_defaults_it_states():
             assert getattr(loaded, field.name) == getattr(defaults, field.name), field.name
     assert loaded.api.timeout == 10 and loaded.api.retries == 1 and loaded.api.wait_time == 1
     assert loaded.api.ssl_verification is True
+    assert loaded.warnings == ()  # balance_types is explicit, nothing ignored is active
+
+
+def _without_password(text: str) -> dict:
+    """The uncommented example minus the password lines: the example shows both ways to log in, and a
+    password with a token secret is an error."""
+    data = yaml.safe_load(uncommented(text))
+    for key in ("pass", "pass_env", "pass_file"):
+        data["proxmox_api"].pop(key)
+    return data
 
 
 def test_example_with_everything_uncommented_still_loads(tmp_path):
     full = tmp_path / "proxlb.yaml"
-    full.write_text(uncommented(EXAMPLE.read_text(encoding="utf-8")), encoding="utf-8")
+    full.write_text(yaml.safe_dump(_without_password(EXAMPLE.read_text(encoding="utf-8"))), encoding="utf-8")
     settings = load_settings(full, env=ENV)
     assert settings.pools and settings.node_resource_reserve  # the commented examples are valid rules
+    assert settings.maintenance_schedule is not None and settings.psi_nodes and settings.thresholds
+    assert any(w.startswith("solver:") for w in settings.warnings)  # the ignored add-on says so
 
 
-def test_example_shows_every_key():
+def _paths(data: dict, section: str, prefix: str = "") -> set[str]:
+    """Dotted key paths of a section as the key table names them (pool names become <pool>)."""
+    out = set()
+    for key, value in data.items():
+        name = "<pool>" if prefix == "pools." else key
+        path = f"{prefix}{name}"
+        nested = {"maintenance_nodes_schedule", "schedule", "delay", "pools", "psi"}
+        if (prefix == "" and key in nested) or prefix == "pools.":
+            out |= _paths(value, section, path + ".") if isinstance(value, dict) else {path}
+        else:
+            out.add(path)
+    return out
+
+
+def test_example_shows_every_key_of_the_table():
     data = yaml.safe_load(uncommented(EXAMPLE.read_text(encoding="utf-8")))
-    tables = {"proxmox_api": config.API_KEYS, "proxmox_cluster": config.CLUSTER_KEYS,
-              "balancing": config.BALANCING_KEYS, "service": config.SERVICE_KEYS,
-              "optimizer": config.OPTIMIZER_KEYS}
     assert set(data) == set(config.SECTIONS)
-    for section, keys in tables.items():
-        missing = set(keys) - set(data[section])
-        assert not missing, f"examples/proxlb.yaml lacks {section}: {sorted(missing)}"
-    assert set(data["solver"]) == PROXLB_SOLVER_KEYS
-    for (section, key), subkeys in PROXLB_NESTED.items():
-        assert set(data[section][key]) == subkeys, f"{section}.{key}"
+    shown = {f"{section}.{path}" for section in data for path in _paths(data[section], section)}
+    table = {k.path for k in keys.KEYS}
+    assert table - shown == set(), "examples/proxlb.yaml lacks keys of proxlb_opt/keys.py"
+    assert shown - table == set(), "examples/proxlb.yaml shows keys that proxlb_opt/keys.py does not list"
 
 
 def test_every_active_key_has_a_comment():

@@ -65,7 +65,7 @@ def test_service_round_over_https_runs_without_writable_executable_memory(tmp_pa
         cfg.write_text(yaml.safe_dump({
             "proxmox_api": {"hosts": [sim.address], "user": sim.user, "pass": sim.password,
                             "ssl_verification": sim.ca_file, "timeout": 5},
-            "balancing": {"balanciness": 2, "max_job_validation": 30},
+            "balancing": {"enable": True, "balanciness": 2, "max_job_validation": 30, "balance_types": ["vm", "ct"]},
             "optimizer": {"poll_interval": 0.02, "workers": 1, "time_limit": 5},
         }))
         proc = _run("service", "--config", str(cfg), "--once", "--json")
