@@ -146,10 +146,11 @@ def test_readme_documents_every_field_and_model():
 
 @pytest.mark.slow
 def test_identical_demo_runs_give_one_plan(demo):
-    """The search ends by proof well before the time limit on the demo: every run gives the same plan."""
+    """Runs that end by proof give the same plan. The time limit is generous so that the proof, not the
+    machine's speed, ends each run (about 3 s each on 2 idle cores)."""
     plans = set()
     for _ in range(5):
-        result = make_plan(demo, Settings())
+        result = make_plan(demo, Settings(time_limit=60))
         assert result.status == "optimal" and result.cost_proven
         plans.add(tuple((s.guest, s.source, s.target, s.wave, s.hop) for s in result.plan.steps))
     assert len(plans) == 1
