@@ -4,6 +4,10 @@ Each round reads the live cluster, plans, and applies the plan when `balancing.e
 (and not in dry-run). Errors of one round are logged and the loop goes on; SIGTERM/SIGINT end it
 after the current step, SIGHUP re-reads the config before the next round. With
 `service.daemon: false` (or `--once`) one round runs and the exit code is that round's.
+
+`emit` receives every event as a dict: a round's "plan" (with the PlanResult under "result" and
+whether it will be applied under "apply"), the apply steps (apply.Executor's), and "round" at
+the end of each round with its counts.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None]) -
         outcome.migrations = len(result.plan.steps)
         log.info("plan: %s, spread %.2f → %.2f pp, %d migrations in %d waves", result.status, result.spread_before,
                  result.spread_after, outcome.migrations, result.plan.waves)
+        emit({"event": "plan", "result": result, "apply": not dry_run and settings.enable})  # for the CLI's printer
         if not outcome.migrations or dry_run or not settings.enable:
             return outcome
         if result.violations:
@@ -75,6 +80,8 @@ def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
             except ConfigError as exc:
                 log.error("reload failed, keeping the previous configuration: %s", exc)
         outcome = one_round(settings, dry_run, emit)
+        emit({"event": "round", "migrations": outcome.migrations, "done": outcome.done, "failed": outcome.failed,
+              "error": None if outcome.error is None else str(outcome.error)})
         if once or not settings.daemon or stop.is_set():
             return outcome
         log.info("next round in %d s", settings.schedule_seconds)
