@@ -9,13 +9,17 @@ already on its target is skipped as done-by-someone-else), never *failed*. The s
 start together; the next wave starts when every task of this one has ended. A failed step stops
 the later steps that depend on it (the same guest's next hop, moves into the node it did not
 free). The report lists done / skipped / failed; any failure gives exit code 6.
+
+A plan file is only applied to the cluster it was made for (`check_plan_target`: the cluster's name
+and node set). Waves are numbered from 1, as plan files write them; files from before that (the
+same format version, waves from 0) are read with their waves shifted by one.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable
 
 
 from proxlb_opt.adapters.proxmox import (ApiCallError, ProxmoxClient, collect_model, guest_tasks, pve_version,
@@ -38,17 +42,18 @@ class PlannedStep:
     type: str
     source: str
     target: str
-    wave: int
+    wave: int  # from 1, as in the plan file and on screen
     hop: int = 0
     reason: str = "balance"
+    predicted_s: float = 0.0  # the plan's predicted duration (for the ETA)
 
     @classmethod
     def from_json(cls, entry: dict, where: str) -> "PlannedStep":
         try:
             return cls(vmid=int(entry["vmid"]), name=str(entry.get("name", entry["vmid"])),
                        type=str(entry.get("type", "vm")), source=str(entry["from"]), target=str(entry["to"]),
-                       wave=int(entry.get("wave", 0)), hop=int(entry.get("hop", 0) or 0),
-                       reason=str(entry.get("reason", "balance")))
+                       wave=int(entry["wave"]), hop=int(entry.get("hop", 0) or 0),
+                       reason=str(entry.get("reason", "balance")), predicted_s=float(entry.get("seconds") or 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: migration entry needs vmid, from, to and wave ({exc.__class__.__name__})") from None
 
@@ -88,7 +93,40 @@ def steps_from_plan(plan: dict, where: str = "plan") -> list[PlannedStep]:
     if not isinstance(plan, dict) or plan.get("version") != 1 or not isinstance(plan.get("migrations"), list):
         raise InputError(f"{where}: not a proxlb-opt plan (expected JSON with version 1 and migrations[])")
     steps = [PlannedStep.from_json(m, f"{where}: migrations[{i}]") for i, m in enumerate(plan["migrations"])]
+    if any(s.wave < 0 for s in steps):
+        raise InputError(f"{where}: migrations[].wave must not be negative")
+    if any(s.wave == 0 for s in steps):
+        # Written before waves were numbered from 1 (same format version 1): the order is what counts,
+        # so shift to the numbering the plan table and the events use.
+        steps = [replace(s, wave=s.wave + 1) for s in steps]
     return sorted(steps, key=lambda s: (s.wave, s.hop))
+
+
+def check_plan_target(plan: dict, cluster_name: str, node_names: Iterable[str], ignore_nodes: Iterable[str],
+                      where: str = "plan") -> None:
+    """Refuse (InputError) a plan made for another cluster: its name and its node set must be the live ones.
+
+    The plan lists the nodes it planned over (after `ignore_nodes`); so does the comparison.
+    """
+    planned = plan.get("cluster") if isinstance(plan, dict) else None
+    if not isinstance(planned, str):
+        raise InputError(f"{where}: names no cluster; make the plan with `proxlb-opt plan --json`")
+    if planned != cluster_name:
+        raise InputError(f"{where}: made for cluster {planned!r}, but the API answers for cluster {cluster_name!r}; "
+                         f"refusing to apply it (make a new plan for this cluster)")
+    entries = plan.get("nodes")
+    if not isinstance(entries, list):
+        return
+    planned_nodes = {str(e.get("name")) for e in entries if isinstance(e, dict)}
+    live = set(node_names) - set(ignore_nodes)
+    if planned_nodes != live:
+        differences = []
+        if live - planned_nodes:
+            differences.append(f"not in the plan: {', '.join(sorted(live - planned_nodes))}")
+        if planned_nodes - live:
+            differences.append(f"not in the cluster: {', '.join(sorted(planned_nodes - live))}")
+        raise InputError(f"{where}: made for other nodes of cluster {planned!r} ({'; '.join(differences)}); "
+                         f"refusing to apply it (make a new plan)")
 
 
 class LiveState:

@@ -16,7 +16,7 @@ import numpy as np
 
 from proxlb_opt.cluster import Cluster, with_guest
 from proxlb_opt.config import Settings
-from proxlb_opt.errors import InputError
+from proxlb_opt.errors import InfeasibleError
 from proxlb_opt.feasibility import Occupancy
 from proxlb_opt.problem import build_problem
 
@@ -27,7 +27,7 @@ def rank_nodes(cluster: Cluster, settings: Settings, guest: Mapping[str, Any]) -
     """Every node with fits / spread after / reason, best first. `guest` is a model-file guest entry."""
     base = build_problem(cluster, settings)
     if base.eligible_nodes.size == 0:
-        raise InputError("no online node outside maintenance can take a new guest")
+        raise InfeasibleError("no node fits: no online node outside maintenance can take a new guest")
     entry = {"vmid": NEW_VMID, "name": "new-guest", "status": "running", **guest,
              "node": base.cluster.node_names[int(base.eligible_nodes[0])]}
     grown = build_problem(with_guest(base.cluster, entry), settings)

@@ -1,8 +1,13 @@
 """The typer CLI. Each command is short: parse → core → report → exit code.
 
-Data goes to stdout (tables, or JSON alone with --json); logs and warnings go to stderr. Every
-ProxlbOptError becomes one line `error: ...` on stderr and its exit code (config/input 2,
-collection 3, infeasible 4, timeout 5, apply 6, internal 70) in `main`, the console entry point.
+Two ways in. The commands (`plan`, `apply`, `service`, ...) are proxlb-opt's own. Without a command,
+ProxLB 2.3.0's options work as `proxlb` reads them: `-c FILE` (default /etc/proxlb/proxlb.yaml), `-d`
+dry run, `-j` JSON, `-b` best node, `-v`/`--version`.
+
+Data goes to stdout (tables, or JSON alone with --json); logs and warnings go to stderr (logs.py:
+with syslog priorities for journald). Every ProxlbOptError becomes one line `error: ...` on stderr and
+its exit code (config/input 2, collection 3, infeasible 4, timeout 5, apply 6, internal 70) in `main`,
+the console entry point, which also turns typer's usage errors into one such line (exit 2).
 """
 
 from __future__ import annotations
@@ -10,52 +15,149 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
 from proxlb_opt import __version__
 
 #: When the command started: `--time-limit` counts from here. The first command of a process counts from
 #: the import of this module (its imports included); `main` restarts the clock for any later one.
 _STARTED = [time.monotonic(), False]
+from proxlb_opt import logs
 from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_settings, parse_max_migrations
 from proxlb_opt.deadline import Deadline
-from proxlb_opt.errors import InputError, InternalError, ProxlbOptError
+from proxlb_opt.errors import ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError
+
+try:  # typer ≥ 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click.exceptions import ClickException, UsageError
+
+#: Where ProxLB keeps its config; every command reads it unless told otherwise.
+DEFAULT_CONFIG = Path("/etc/proxlb/proxlb.yaml")
+#: The guest ProxLB-style `-b` places: ProxLB asks for no shape, so a small VM stands for "the next guest".
+BEST_NODE_SHAPE = {"cpus": 1.0, "memory": "1G", "type": "vm"}
+
+MODEL_HELP = "Cluster model file (YAML or JSON, see models/README.md), read instead of the live cluster."
+CONFIG_HELP = "proxlb.yaml: ProxLB's keys plus an optimizer: section (default /etc/proxlb/proxlb.yaml)."
+VERBOSE_HELP = "Debug detail on stderr: collection and search timings, each search stage's result."
+
+#: Placeholders shown in help and usage, by parameter name: typer would print the Python type instead.
+_METAVARS = {
+    "model": "FILE", "config": "FILE", "output": "FILE", "plan_file": "FILE", "plot": "FILE.png",
+    "method": "METHOD", "mode": "MODE", "max_migrations": "N", "time_limit": "SECONDS", "algorithm": "NAME",
+    "maintenance": "NODE", "drain": "NODE", "workers": "N", "cpus": "N", "memory": "SIZE", "disk": "SIZE",
+    "tags": "TAGS", "guest_type": "TYPE", "host": "ADDRESS", "port": "PORT", "time_scale": "FACTOR",
+    "ca_dir": "DIR",
+}
+
+
+#: The command list of `proxlb-opt --help`, one line each (click would cut the docstrings mid-sentence).
+_SHORT_HELP = {
+    "plan": "Plan a rebalancing: nodes before and after, the migrations in waves.",
+    "best-node": "The node a new guest of a given shape should go to.",
+    "what-if": "Capacity analysis: drain nodes (N+1), room for more guests.",
+    "snapshot": "Save the live cluster as a model file.",
+    "apply": "Run a plan's migrations, re-checking the live cluster first.",
+    "service": "Plan and apply on ProxLB's service.schedule (systemd).",
+    "simulate": "Serve a simulated Proxmox VE API for rehearsals and tests.",
+    "version": "Print the version.",
+}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"proxlb-opt {__version__}\n")
+        raise typer.Exit()
+
+
+def _version_option():
+    """A `--version` option object as typer builds it (declared on a throw-away command, then reused)."""
+    probe = typer.Typer(add_completion=False)
+
+    @probe.command()
+    def _probe(version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                            callback=_print_version, is_eager=True, expose_value=False)) -> None:
+        pass  # pragma: no cover - never run
+
+    return typer.main.get_command(probe).params[0]
+
+
+class _Commands(TyperGroup):
+    """The app's command group. Sets up, once for every command: `--version`, and readable placeholders."""
+
+    def __init__(self, **attrs: Any):
+        super().__init__(**attrs)
+        version = _version_option()
+        for name, command in self.commands.items():
+            command.short_help = command.short_help or _SHORT_HELP.get(name)
+            for param in command.params:
+                _readable(param)
+            command.params.append(version)
+        for param in self.params:
+            _readable(param)
+
+
+def _readable(param) -> None:
+    if param.param_type_name == "argument":
+        param.metavar = param.metavar or param.name.upper()
+        # typer writes a required argument as {NAME} in the usage line and adds its Python type to the
+        # help line; man pages (and we) say NAME.
+        param.get_usage_pieces = lambda ctx, p=param: [p.metavar if p.required else f"[{p.metavar}]"]
+        param.display_type_rich = lambda ctx: None
+    elif not getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = _METAVARS.get(param.name, param.name.upper())
+    if param.name == "verbose" and not param.help:
+        param.help = VERBOSE_HELP
+
 
 app = typer.Typer(
     name="proxlb-opt",
-    help="Optimization-based rebalancer for Proxmox VE clusters (a CP-SAT drop-in for ProxLB).",
-    no_args_is_help=True,
+    cls=_Commands,
+    invoke_without_command=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,  # plain help: no boxes, no type columns, readable at 80 columns and in man pages
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 log = logging.getLogger("proxlb_opt")
 
-MODEL_HELP = "Cluster model file (YAML or JSON, see models/README.md)."
-CONFIG_HELP = "proxlb.yaml (ProxLB keys plus an optimizer: section)."
+
+def _stdout_width() -> int:
+    """Columns for stdout: the terminal's (or COLUMNS); piped output gets COLUMNS or a fixed 80."""
+    from proxlb_opt.report import DEFAULT_WIDTH
+
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) >= 40 else DEFAULT_WIDTH
 
 
 def _stdout() -> Console:
-    # Piped output (cron mails, CI logs) gets a fixed, wide layout instead of rich's 80 columns.
-    width = None if sys.stdout.isatty() else 132
-    return Console(highlight=False, soft_wrap=False, width=width)
+    return Console(highlight=False, soft_wrap=False, width=_stdout_width())
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    log.propagate = False
+def _setup_logging(verbose: bool, level: str | int | None = None) -> None:
+    logs.setup(logging.DEBUG if verbose else (level or logging.INFO))
+
+
+def _config_file(config: Optional[Path]) -> Optional[Path]:
+    """The config to read: the one given, else /etc/proxlb/proxlb.yaml if it exists, else none (defaults)."""
+    if config is not None:
+        return config
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
 def _settings(config: Optional[Path], **overrides: Any) -> Settings:
-    settings = load_settings(config)
+    settings = load_settings(_config_file(config))
     return settings.with_overrides(**overrides)
 
 
@@ -71,16 +173,24 @@ def _load_cluster(model: Optional[Path], settings: Settings):
     from proxlb_opt.cluster import load_model
 
     if model is not None:
-        return load_model(model)
+        started = time.perf_counter()
+        cluster = load_model(model)
+        log.debug("read %s: %d nodes, %d guests in %.2f s", model, cluster.n_nodes, cluster.n_guests,
+                  time.perf_counter() - started)
+        return cluster
     if settings.api is None:
-        raise InputError("give --model FILE, or --config FILE with a proxmox_api section to read the live cluster")
+        if settings.source == Settings().source:  # no config file was read at all
+            raise ConfigError(f"{DEFAULT_CONFIG}: config file not found; give --config FILE or --model FILE")
+        raise InputError(f"{settings.source}: no proxmox_api section to read the live cluster from; "
+                         f"add one or give --model FILE")
     from proxlb_opt.adapters.proxmox import collect_live
 
     return collect_live(settings)
 
 
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+def _emit_json(data: Any, indent: int = 2) -> None:
+    sys.stdout.write(json.dumps(data, indent=indent) + "\n")
+    sys.stdout.flush()
 
 
 def _json_line(event: dict) -> None:
@@ -89,16 +199,107 @@ def _json_line(event: dict) -> None:
     sys.stdout.flush()
 
 
-def _live_settings(config: Path, command: str) -> Settings:
-    settings = _settings(config)
+def _live_settings(config: Optional[Path], command: str) -> Settings:
+    path = config or DEFAULT_CONFIG
+    if config is None and not path.is_file():
+        raise ConfigError(f"{path}: config file not found; give --config FILE")
+    settings = load_settings(path)
     if settings.api is None:
-        raise InputError(f"{config}: {command} needs a proxmox_api section")
+        raise InputError(f"{path}: {command} needs a proxmox_api section")
     return settings
 
 
 def _warn(lines) -> None:
     for line in lines:
         log.warning(line)
+
+
+def _report_plan_messages(result) -> None:
+    """Warnings are warnings; the search's notes (what it did, how far it got) are information."""
+    _warn(result.warnings)
+    for note in result.notes:
+        log.info(note)
+
+
+def _is_stdout(path: Optional[Path]) -> bool:
+    return path is not None and str(path) == "-"
+
+
+# ----------------------------------------------------------------------------- ProxLB's command line
+
+
+@app.callback()
+def proxlb_compatible(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", "-d", help="Plan and print the plan; never migrate."),
+    as_json: bool = typer.Option(False, "--json", "-j",
+                                 help="Print the plan as JSON in ProxLB's shape (stdout holds only JSON)."),
+    best_node: bool = typer.Option(False, "--best-node", "-b",
+                                   help="Print the name of the node a new guest should go to, and exit."),
+    version: bool = typer.Option(False, "--version", "-v", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Optimization-based rebalancer for Proxmox VE clusters: a CP-SAT drop-in for ProxLB.
+
+    Give a COMMAND, or ProxLB's own options: `proxlb-opt -c FILE` runs like `proxlb -c FILE` (one round,
+    or the service when service.daemon is true), `-d` plans without migrating, `-j` prints the plan as
+    JSON, `-b` names the best node for a new guest. `proxlb-opt COMMAND --help` describes each command.
+    """
+    if ctx.invoked_subcommand is not None:
+        if config is not None or dry_run or as_json or best_node:
+            raise UsageError(f"-c, -d, -j and -b are ProxLB's options for a run without a command; "
+                             f"give options after the command: proxlb-opt {ctx.invoked_subcommand} --config FILE",
+                             ctx=ctx)
+        return
+    _proxlb_run(config or DEFAULT_CONFIG, dry_run, as_json, best_node)
+
+
+def _proxlb_run(config: Path, dry_run: bool, as_json: bool, best_node: bool) -> None:
+    """What `proxlb` does with these options, with proxlb-opt's planner."""
+    _setup_logging(False)
+    if not config.is_file():
+        raise ConfigError(f"{config}: config file not found; give -c FILE")
+    settings = load_settings(config)
+    _setup_logging(False, settings.log_level)
+    if settings.api is None:
+        raise ConfigError(f"{config}: no proxmox_api section; proxlb-opt without a command reads the live "
+                          f"cluster (offline: proxlb-opt plan --model FILE)")
+    if best_node:
+        sys.stdout.write(_best_node_name(settings) + "\n")
+    elif dry_run:
+        _proxlb_dry_run(settings, as_json)
+    else:
+        from proxlb_opt.service import run_service
+
+        outcome = run_service(config, False, False, _service_events(as_json=False, proxlb_json=as_json))
+        if outcome.error is not None:
+            raise outcome.error
+
+
+def _best_node_name(settings: Settings) -> str:
+    from proxlb_opt.bestnode import rank_nodes
+
+    ranking = rank_nodes(_load_cluster(None, settings), settings, BEST_NODE_SHAPE)
+    fitting = [r["node"] for r in ranking if r["fits"]]
+    if not fitting:
+        raise InfeasibleError("no node can take a new guest (-b asks for 1 vCPU and 1 GiB of memory)")
+    return fitting[0]
+
+
+def _proxlb_dry_run(settings: Settings, as_json: bool) -> None:
+    from proxlb_opt.planner import make_plan
+    from proxlb_opt.report import plan_renderable, proxlb_dict
+
+    read = time.monotonic()
+    cluster = _load_cluster(None, settings)
+    log.info("read the live cluster in %.1f s", time.monotonic() - read)
+    result = make_plan(cluster, settings)
+    _report_plan_messages(result)
+    if as_json:
+        _emit_json(proxlb_dict(result), indent=4)  # as ProxLB prints it
+    else:
+        _stdout().print(plan_renderable(result, _stdout_width()), crop=False)
 
 
 # ----------------------------------------------------------------------------- plan
@@ -108,18 +309,23 @@ def _warn(lines) -> None:
 def plan(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    method: Optional[str] = typer.Option(None, help=f"Balance by: {', '.join(METHODS)}."),
-    mode: Optional[str] = typer.Option(None, help=f"Load figure: {', '.join(MODES)}."),
-    max_migrations: Optional[str] = typer.Option(None, "--max-migrations", help="Budget of balancing moves ('none': unlimited)."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds for the whole command, reading the model file included (default 10)."),
-    algorithm: Optional[str] = typer.Option(None, help=f"Planner: {', '.join(ALGORITHMS)}."),
+    method: Optional[str] = typer.Option(None, help=f"Balance by: {', '.join(METHODS)} (balancing.method)."),
+    mode: Optional[str] = typer.Option(None, help=f"Load figure: {', '.join(MODES)} (balancing.mode)."),
+    max_migrations: Optional[str] = typer.Option(None, "--max-migrations",
+                                                 help="Budget of balancing moves, 'none' for no limit (default 25)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit",
+                                               help="Seconds for the whole command, reading a model file included "
+                                                    "(default 10)."),
+    algorithm: Optional[str] = typer.Option(None, help=f"Planner: {', '.join(ALGORITHMS)} (default cpsat)."),
     maintenance: list[str] = typer.Option([], "--maintenance", help="Node to drain (repeatable; adds to the config)."),
-    workers: Optional[int] = typer.Option(None, help="CP-SAT worker threads (default: 8, more on big machines)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON only."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON plan to this file."),
-    pareto: bool = typer.Option(False, "--pareto", help="Best spread for budgets 0, 1, 2, 4, 8, … instead of one plan."),
+    workers: Optional[int] = typer.Option(None, help="CP-SAT worker threads (default 8, more on big machines)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON, and nothing else."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Also write the JSON plan to this file ('-': stdout, instead of "
+                                               "the table)."),
+    pareto: bool = typer.Option(False, "--pareto", help="Best spread for budgets 0, 1, 2, 4, 8, ... instead of one plan."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --pareto: also draw the curve into this PNG."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Plan a rebalancing: print the target placement and the ordered, capacity-safe migrations."""
     from proxlb_opt.planner import make_plan
@@ -145,18 +351,24 @@ def plan(
         log.info("read the live cluster in %.1f s", deadline.elapsed())
         deadline = Deadline(settings.time_limit)
     if pareto or plot:
-        _pareto(cluster, settings, as_json, plot, deadline)
+        _pareto(cluster, settings, as_json or _is_stdout(output), plot, deadline)
         return
     result = make_plan(cluster, settings, deadline=deadline)
-    _warn(result.warnings)
-    _warn(result.notes)
+    _report_plan_messages(result)
     data = plan_dict(result)
-    if output is not None:
-        output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    if as_json:
+    if output is not None and not _is_stdout(output):
+        _write_text(output, json.dumps(data, indent=2) + "\n")
+    if as_json or _is_stdout(output):
         _emit_json(data)
     else:
-        _stdout().print(plan_renderable(result))
+        _stdout().print(plan_renderable(result, _stdout_width()), crop=False)
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _pareto(cluster, settings: Settings, as_json: bool, plot: Optional[Path], deadline: Deadline) -> None:
@@ -217,13 +429,15 @@ def best_node(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     cpus: Optional[float] = typer.Option(None, help="vCPUs of the new guest."),
-    memory: Optional[str] = typer.Option(None, help="Memory of the new guest (e.g. 8G)."),
-    disk: Optional[str] = typer.Option(None, help="Local disk of the new guest (e.g. 32G); shared storage if omitted."),
+    memory: Optional[str] = typer.Option(None, help="Memory of the new guest: MiB as a plain number (as qm "
+                                                    "create --memory), or with a unit: 8G, 512M."),
+    disk: Optional[str] = typer.Option(None, help="Local disk of the new guest: GiB as a plain number (as qm's "
+                                                  "storage:SIZE), or with a unit; shared storage if omitted."),
     tags: Optional[str] = typer.Option(None, help="Tags, ';'- or ','-separated (plb_* rules apply)."),
     guest_type: str = typer.Option("vm", "--type", help="vm or ct."),
     terraform: bool = typer.Option(False, "--terraform", help="Read a Terraform external data query (JSON) on stdin."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """The node where a new guest of this shape fits, honouring rules and keeping the cluster balanced."""
     from proxlb_opt.bestnode import rank_nodes
@@ -244,7 +458,7 @@ def best_node(
     data = best_node_dict(ranking)
     if terraform:
         if data["node"] is None:
-            raise InputError("no node can take a guest of this shape")
+            raise InfeasibleError("no node can take a guest of this shape")
         _emit_json({"node": data["node"]})
     elif as_json:
         _emit_json(data)
@@ -253,7 +467,7 @@ def best_node(
         console.print(best_node_table(ranking))
         console.print(f"best node: {data['node']}" if data["node"] else "no node can take this guest")
     if data["node"] is None:
-        raise typer.Exit(4)
+        raise typer.Exit(InfeasibleError.exit_code)
 
 
 def _terraform_query() -> dict[str, str]:
@@ -271,14 +485,28 @@ def _terraform_query() -> dict[str, str]:
     return query
 
 
+_PLAIN_NUMBER = re.compile(r"^\s*[0-9]*\.?[0-9]+\s*$")
+
+
+def _qm_size(value: Any, unit: str) -> Any:
+    """A size as qm takes it: a plain number is in `unit` (memory MiB, disk GiB); with a unit, as written."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and _PLAIN_NUMBER.match(value):
+        return value.strip() + unit
+    return value
+
+
 def _guest_shape(cpus: Any, memory: Any, disk: Any, tags: Any, guest_type: Any) -> dict[str, Any]:
     from proxlb_opt.units import parse_cores_milli, parse_size_mib
 
     if memory is None or cpus is None:
         raise InputError("best-node needs --cpus and --memory (and optionally --disk, --tags)")
+    memory, disk = _qm_size(memory, "M"), _qm_size(disk, "G") if disk is not None else None
     try:
         parse_cores_milli(cpus, "--cpus")
-        parse_size_mib(memory, "--memory")
+        if parse_size_mib(memory, "--memory") <= 0:
+            raise ValueError("--memory: must be positive (a plain number is MiB, as in qm create)")
         if disk is not None:
             parse_size_mib(disk, "--disk")
     except ValueError as exc:
@@ -357,23 +585,23 @@ def _what_if_text(data: dict) -> str:
 
 @app.command()
 def snapshot(
-    config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
-    output: Path = typer.Option(..., "--output", "-o", help="Model file to write (.yaml or .json)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Model file to write (.yaml or .json; '-': YAML on stdout)."),
     anonymize: bool = typer.Option(False, "--anonymize", help="Replace node, guest, pool and tag names."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Save the live cluster as a model file, to plan offline or attach to a bug report."""
-    from proxlb_opt.cluster import anonymized, save_model
+    from proxlb_opt.cluster import anonymized, model_text
 
     _setup_logging(verbose)
     settings = _live_settings(config, "snapshot")
     cluster = _load_cluster(None, settings)
     if anonymize:
         cluster = anonymized(cluster)
-    try:
-        save_model(cluster, output)
-    except OSError as exc:
-        raise InputError(f"{output}: cannot write ({exc.strerror})") from None
+    if _is_stdout(output):
+        sys.stdout.write(model_text(cluster, as_json=False))
+        return
+    _write_text(output, model_text(cluster, as_json=output.suffix.lower() == ".json"))
     log.info("wrote %s: %d nodes, %d guests", output, cluster.n_nodes, cluster.n_guests)
 
 
@@ -382,36 +610,40 @@ def snapshot(
 
 @app.command()
 def apply(
-    config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     plan_file: Optional[Path] = typer.Option(None, "--plan", help="A plan written by `plan --json` (default: plan now)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines on stdout: one event per step, then a summary."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Execute a plan with live migrations, wave by wave, re-checking the live state before every step."""
-    from proxlb_opt.adapters.proxmox import ProxmoxClient
-    from proxlb_opt.apply import Executor, steps_from_plan
+    from proxlb_opt.adapters.proxmox import ProxmoxClient, cluster_identity
+    from proxlb_opt.apply import Executor, check_plan_target, steps_from_plan
     from proxlb_opt.errors import ApplyError
+
+    from proxlb_opt.service import migration_gate
 
     _setup_logging(verbose)
     settings = _live_settings(config, "apply")
-    from proxlb_opt.service import migration_gate
-
-    gate = migration_gate(settings)  # balancing.enable off, or not the HA master: plan only, say why
-    if gate is not None:
-        log.warning(gate)
-        if plan_file is None:
-            _plan_live(settings, as_json)
-        return
-    plan_data = _read_plan(plan_file) if plan_file else _plan_live(settings, as_json)
-    steps = steps_from_plan(plan_data, str(plan_file or "plan"))
+    client = ProxmoxClient(settings.api)
+    if plan_file:
+        plan_data, where = _read_plan(plan_file), str(plan_file)
+    else:
+        plan_data, where = _plan_live(settings, as_json), "the plan"
+    name, nodes = cluster_identity(client)
+    check_plan_target(plan_data, name, nodes, settings.ignore_nodes, where)  # a foreign plan is refused first
+    steps = steps_from_plan(plan_data, where)
     if not steps:
         _report_nothing(as_json)
         return
+    _announce(plan_data, steps, name, nodes, settings, as_json)
+    gate = migration_gate(settings, client)  # balancing.enable off, or not the HA master: plan only, say why
+    if gate is not None:
+        log.warning(gate)
+        return
     if not yes:
         _confirm(len(steps))
-    client = ProxmoxClient(settings.api)
-    executor = Executor(client, settings, emit=_event_printer(as_json, len(steps)))
+    executor = Executor(client, settings, emit=_event_printer(as_json, steps))
     report = executor.run(steps)
     summary = report.summary()
     if as_json:
@@ -427,7 +659,7 @@ def _read_plan(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: plan file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a JSON plan ({exc.__class__.__name__})") from None
 
 
@@ -436,9 +668,9 @@ def _plan_live(settings: Settings, as_json: bool) -> dict:
     from proxlb_opt.report import plan_dict, plan_renderable
 
     result = make_plan(_load_cluster(None, settings), settings)
-    _warn(result.warnings)
+    _report_plan_messages(result)
     if not as_json:
-        _stdout().print(plan_renderable(result))
+        _stdout().print(plan_renderable(result, _stdout_width()), crop=False)
     if result.violations:
         raise InputError("the plan breaks rules (greedy algorithm); refusing to apply it")
     return plan_dict(result)
@@ -451,37 +683,96 @@ def _report_nothing(as_json: bool) -> None:
         _stdout().print("nothing to do")
 
 
+def _announce(plan_data: dict, steps, name: str, nodes: tuple[str, ...], settings: Settings, as_json: bool) -> None:
+    """What is about to happen and where, before the question: the plan's figures and the live cluster."""
+    from proxlb_opt.units import format_duration, format_mib
+
+    def number(key: str) -> float | None:
+        value = plan_data.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    waves = len({s.wave for s in steps})
+    plan_line = f"plan: {plan_data.get('status', 'unknown status')}"
+    if number("spread_before") is not None and number("spread_after") is not None:
+        plan_line += f", spread {number('spread_before'):.2f} → {number('spread_after'):.2f} pp"
+    moves = f"moves: {len(steps)} migration(s) in {waves} wave(s)"
+    if number("memory_moved_mib") is not None:
+        moves += f", {format_mib(number('memory_moved_mib'))} of memory"
+    if number("predicted_seconds") is not None:
+        moves += f", predicted {format_duration(number('predicted_seconds'))}"
+    live = [n for n in nodes if n not in settings.ignore_nodes]
+    lines = [plan_line, moves,
+             f"target: cluster {name}, {len(live)} nodes ({', '.join(live)}), API {', '.join(settings.api.hosts)}"]
+    if as_json:
+        for line in lines:
+            log.info(line)
+    else:
+        sys.stderr.write("\n".join(lines) + "\n")
+
+
 def _confirm(count: int) -> None:
     if not sys.stdin.isatty():
         raise InputError("refusing to migrate without --yes when no terminal can confirm")
-    if not typer.confirm(f"Run {count} migration(s) now?", default=False):
+    if not typer.confirm(f"Run {count} migration(s) now?", default=False, err=True):
         raise typer.Exit(1)
 
 
-def _event_printer(as_json: bool, total: int):
+class _WaveClock:
+    """The ETA of an apply run from the plan's predicted durations: the rest of this wave plus the waves after it."""
+
+    def __init__(self, steps, clock: Callable[[], float] = time.monotonic):
+        self.lengths: dict[int, float] = {}
+        for s in steps:
+            self.lengths[s.wave] = max(self.lengths.get(s.wave, 0.0), s.predicted_s)
+        self.clock = clock
+        self.wave: int | None = None
+        self.wave_started = clock()
+
+    def start(self, wave: int) -> None:
+        if wave != self.wave:
+            self.wave, self.wave_started = wave, self.clock()
+
+    def eta(self) -> float:
+        if self.wave is None:
+            return sum(self.lengths.values())
+        left = max(0.0, self.lengths.get(self.wave, 0.0) - (self.clock() - self.wave_started))
+        return left + sum(length for wave, length in self.lengths.items() if wave > self.wave)
+
+    def label(self) -> str:
+        from proxlb_opt.units import format_duration
+
+        waves = sorted(self.lengths)
+        where = f"wave {waves.index(self.wave) + 1}/{len(waves)}" if self.wave in self.lengths else "starting"
+        return f"{where}, ETA {format_duration(self.eta())}"
+
+
+def _event_printer(as_json: bool, steps):
     """Where apply events go: JSON lines, a progress bar on a terminal, or plain lines (logs, cron)."""
     if as_json:
         return _json_line
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    clock = _WaveClock(steps)
     progress = None
     if console.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        progress = Progress(TextColumn("migrations"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, transient=False)
-        task = progress.add_task("apply", total=total)
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=False)
+        task = progress.add_task(clock.label(), total=len(steps))
         progress.start()
     styles = {"done": "green", "skipped": "yellow", "failed": "red"}
 
     def show(event: dict) -> None:
-        where = f"{event['vmid']} {event['name']}: {event['from']} → {event['to']}"
+        clock.start(event["wave"])
+        line = Text(f"[wave {event['wave']}] {event['vmid']} {event['name']}: {event['from']} → {event['to']} ")
         if event["event"] == "start":
-            console.print(f"[wave {event['wave'] + 1}] {where} started")
-            return
-        style = styles.get(event["event"], "")
-        console.print(f"[wave {event['wave'] + 1}] {where} [{style}]{event['event']}[/{style}] {event['message']}")
+            line.append("started")
+        else:
+            line.append(event["event"], style=styles.get(event["event"], ""))
+            line.append(f" {event['message']}")
+        console.print(line)
         if progress is not None:
-            progress.advance(task)
+            progress.update(task, description=clock.label(), advance=0 if event["event"] == "start" else 1)
             if progress.finished:
                 progress.stop()
 
@@ -493,21 +784,74 @@ def _event_printer(as_json: bool, total: int):
 
 @app.command()
 def service(
-    config: Path = typer.Option(Path("/etc/proxlb/proxlb.yaml"), "--config", "-c", help=CONFIG_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     once: bool = typer.Option(False, "--once", help="One round, then exit (also when service.daemon is false)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and log, never migrate."),
-    as_json: bool = typer.Option(False, "--json", help="Apply events as JSON lines on stdout."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and log the moves, never migrate."),
+    as_json: bool = typer.Option(False, "--json", help="Plans, apply events and round summaries as JSON lines on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Run as a service: plan and apply every service.schedule interval (SIGHUP reloads the config)."""
     from proxlb_opt.service import run_service
 
-    _setup_logging(verbose)
-    emit = _json_line if as_json else (lambda event: log.info("%s %s %s → %s %s", event["event"], event["vmid"],
-                                                             event["from"], event["to"], event.get("message", "")))
-    outcome = run_service(config, once, dry_run, emit)
+    path = config or DEFAULT_CONFIG
+    _setup_logging(verbose, _live_settings(config, "service").log_level)
+    outcome = run_service(path, once, dry_run, _service_events(as_json=as_json, dry_run=dry_run))
     if outcome.error is not None:
         raise outcome.error
+
+
+def _service_events(as_json: bool, proxlb_json: bool = False, dry_run: bool = False) -> Callable[[dict], None]:
+    """The printer of service events: each round's plan (moves by guest name), apply steps, a round summary.
+
+    With `as_json` every event is a JSON line on stdout; with `proxlb_json` (ProxLB's -j) stdout gets the
+    round's plan in ProxLB's shape when the round ends; otherwise everything is logged on stderr.
+    """
+    from proxlb_opt.report import move_lines, plan_dict, proxlb_dict
+    from proxlb_opt.units import format_duration
+
+    state: dict[str, Any] = {"round": 0, "result": None, "apply": False, "planned_at": 0.0}
+
+    def emit(event: dict) -> None:
+        kind = event["event"]
+        if kind == "plan":
+            state["round"] += 1
+            state["result"], state["apply"], state["planned_at"] = event["result"], event["apply"], time.monotonic()
+            if as_json:
+                _json_line({"event": "plan", "round": state["round"], "apply": event["apply"],
+                            **plan_dict(event["result"])})
+            else:
+                for line in move_lines(event["result"]):
+                    log.info("  %s", line)
+        elif kind == "round":
+            _round_end(event)
+        elif as_json:
+            _json_line(event)
+        else:
+            log.info("%s: %s %s %s → %s%s", event["event"], event["vmid"], event["name"], event["from"], event["to"],
+                     f" ({event['message']})" if event.get("message") else "")
+
+    def _round_end(event: dict) -> None:
+        result = state["result"]
+        if as_json:
+            _json_line({**event, "round": state["round"]})
+        elif proxlb_json and result is not None:
+            _emit_json(proxlb_dict(result), indent=4)  # as ProxLB prints it
+        if as_json or result is None:
+            return
+        steps, predicted = len(result.plan.steps), format_duration(result.plan.predicted_seconds)
+        if not steps:
+            what = "nothing to move"
+        elif dry_run:
+            what = f"dry run, {steps} migration(s) planned (predicted {predicted}), none started"
+        elif not state["apply"]:
+            what = f"{steps} migration(s) planned (predicted {predicted}), none started: balancing.enable is false"
+        else:
+            what = (f"{event['done']} of {steps} migration(s) done, {event['failed']} failed, in "
+                    f"{format_duration(time.monotonic() - state['planned_at'])} (predicted {predicted})")
+        log.info("round %d: %s", state["round"], what)
+        state["result"] = None
+
+    return emit
 
 
 # ----------------------------------------------------------------------------- simulate
@@ -543,15 +887,23 @@ def version() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: runs the app and turns errors into one line and an exit code.
+    """Console entry point: runs the app and turns every error into one line and an exit code.
 
-    typer/click handle usage errors themselves (exit 2) and raise SystemExit at the end.
+    typer runs in non-standalone mode so that its usage errors reach us instead of its boxed rendering.
     """
     if _STARTED[1]:
         _STARTED[0] = time.monotonic()
     _STARTED[1] = True
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="proxlb-opt")
+        # A bare `proxlb-opt` explains itself; it never starts a ProxLB-style run (which may migrate).
+        code = app(args=args or ["--help"], prog_name="proxlb-opt", standalone_mode=False)
+    except UsageError as exc:
+        _fail(_usage_message(exc), 2)
+    except ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
     except ProxlbOptError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -561,8 +913,18 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error (please report; PROXLB_OPT_DEBUG=1 shows the traceback): "
               f"{exc.__class__.__name__}: {exc}", InternalError.exit_code)
+    if code == 130:
+        _fail("interrupted", 130)
+    if code:
+        sys.exit(code)
+
+
+def _usage_message(exc: UsageError) -> str:
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    where = exc.ctx.command_path if exc.ctx is not None else "proxlb-opt"
+    return f"{message}; see {where} --help"
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(logs.error_line(" ".join(message.splitlines())) + "\n")
     sys.exit(code)

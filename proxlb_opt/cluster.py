@@ -590,15 +590,18 @@ def _ha_rule_to_dict(rule: HaRule, cluster: Cluster) -> dict:
     return entry
 
 
+def model_text(cluster: Cluster, as_json: bool = False) -> str:
+    """The text of a model file: YAML, or JSON."""
+    data = cluster_to_dict(cluster)
+    if as_json:
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+
+
 def save_model(cluster: Cluster, path: str | Path) -> None:
     """Write a model file (YAML, or JSON by extension)."""
-    data = cluster_to_dict(cluster)
     path = Path(path)
-    if path.suffix.lower() == ".json":
-        text = json.dumps(data, indent=2) + "\n"
-    else:
-        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(model_text(cluster, as_json=path.suffix.lower() == ".json"), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- what-if transforms

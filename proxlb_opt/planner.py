@@ -8,6 +8,7 @@ guests that blocked it are kept in place and the placement is searched again, on
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 
@@ -28,6 +29,7 @@ from proxlb_opt.triggers import balance_reasons, pressure_warnings
 SEQUENCING_RETRIES = 3
 #: Other valid placements of the same search tried when the best one has no safe order.
 ALTERNATIVES = 4
+log = logging.getLogger("proxlb_opt.planner")
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +205,8 @@ def _result(problem: Problem, algorithm: str, status: str, placement: np.ndarray
         plan = sequence(problem, steps, limits(settings), exact_time_limit=exact)
         check_plan(problem, plan, limits(settings))
     sequence_seconds = time.perf_counter() - seq_start
+    log.debug("sequencing: %d moves (%d parking hops) in %d waves, predicted %.0f s, ordered in %.3f s",
+              len(plan.steps), plan.parking_hops, plan.waves, plan.predicted_seconds, sequence_seconds)
     spread_after = check.spread(problem, placement)
     if bound is not None:
         # The solver's bound lives on its 0.01 pp grid; the true spread may sit just below it.

@@ -7,6 +7,10 @@ manager master. Then the round plans, logs, and says why in one line. Errors of 
 logged and the loop goes on; SIGTERM/SIGINT end it after the current step, SIGHUP re-reads the
 config before the next round. `service.delay` waits once before the first round, as in ProxLB.
 With `service.daemon: false` (or `--once`) one round runs and the exit code is that round's.
+
+`emit` receives every event as a dict: a round's "plan" (with the PlanResult under "result" and
+whether it will be applied under "apply"), the apply steps (apply.Executor's), and "round" at
+the end of each round with its counts.
 """
 
 from __future__ import annotations
@@ -85,13 +89,14 @@ def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None], *
         outcome.migrations = len(result.plan.steps)
         log.info("plan: %s, spread %.2f → %.2f pp, %d migrations in %d waves", result.status, result.spread_before,
                  result.spread_after, outcome.migrations, result.plan.waves)
-        if dry_run:
-            return outcome
-        outcome.gate = migration_gate(settings, client, hostname)
+        apply = not dry_run
+        if apply:
+            outcome.gate = migration_gate(settings, client, hostname)
+            apply = outcome.gate is None
+        emit({"event": "plan", "result": result, "apply": apply and bool(outcome.migrations)})  # the CLI prints it
         if outcome.gate is not None:
             log.info("%s", outcome.gate)
-            return outcome
-        if not outcome.migrations:
+        if not apply or not outcome.migrations:
             return outcome
         if result.violations:
             raise ApplyError("the greedy plan breaks rules; not applied")
@@ -139,6 +144,8 @@ def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
             except ConfigError as exc:
                 log.error("reload failed, keeping the previous configuration: %s", exc)
         outcome = round_fn(settings, dry_run, emit)
+        emit({"event": "round", "migrations": outcome.migrations, "done": outcome.done, "failed": outcome.failed,
+              "error": None if outcome.error is None else str(outcome.error)})
         if once or not settings.daemon or stop.is_set():
             return outcome
         log.info("next round in %d s", settings.schedule_seconds)

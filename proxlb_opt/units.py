@@ -58,3 +58,13 @@ def format_mib(mib: int | float) -> str:
             return f"{value:.0f} {unit}" if unit == "MiB" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as people read them: 45 s, 4 min 32 s, 1 h 05 min."""
+    total = int(round(float(seconds)))
+    if total < 120:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min {total % 60:02d} s"
+    return f"{total // 3600} h {total % 3600 // 60:02d} min"

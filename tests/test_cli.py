@@ -135,3 +135,153 @@ def test_what_if_drain_and_headroom(model):
     assert data["headroom"]["per_node"] == {"pve1": 2, "pve2": 7, "pve3": 8}
     blocked = run("what-if", "--model", model, "--drain", "pve2")
     assert blocked.returncode == 4 and "does NOT fit" in blocked.stdout and "plb_pin_pve2" in blocked.stdout
+
+
+# ----------------------------------------------------------------------------- readable at 80 columns
+
+from pathlib import Path  # noqa: E402
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+ANSI = __import__("re").compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def run_env(*args, env: dict, stdin: str | None = None):
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    return subprocess.run([sys.executable, "-m", "proxlb_opt", *map(str, args)], capture_output=True, text=True,
+                          input=stdin, timeout=180, env={**full, **env})
+
+
+def run_on_terminal(*args, columns: int = 80) -> str:
+    """stdout on a pseudo-terminal `columns` wide, as a person sees it (escape sequences removed)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([sys.executable, "-m", "proxlb_opt", *map(str, args)], stdout=slave,
+                            stderr=subprocess.DEVNULL, env={**env, "TERM": "xterm"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=180)
+    os.close(master)
+    return ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("\r\n", "\n")
+
+
+def _assert_readable(text: str, migrations: list[dict], width: int = 80) -> None:
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width, max(lines, key=len)
+    for m in migrations:
+        assert any(f"{m['vmid']} {m['name']}" in line for line in lines), f"{m['vmid']} {m['name']} cut or missing"
+    assert "…" not in text
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "enterprise-16.yaml"])
+def test_plan_table_fits_80_columns_without_cutting_names(tmp_path, name):
+    plan = tmp_path / "plan.json"
+    args = ("plan", "--model", MODELS / name, "--workers", "2", "--time-limit", "3", "-o", plan)
+    piped = run_env(*args, env={"COLUMNS": "80"})
+    assert piped.returncode == 0, piped.stderr
+    migrations = json.loads(plan.read_text())["migrations"]
+    assert migrations and "Migrations" in piped.stdout
+    _assert_readable(piped.stdout, migrations)
+    assert "warning: large-neighbourhood" not in piped.stderr  # search notes are information
+    default = run_env(*args, env={})  # piped, no COLUMNS: the fixed layout is 80 wide as well
+    _assert_readable(default.stdout, json.loads(plan.read_text())["migrations"])
+    terminal = run_on_terminal(*args, columns=80)
+    _assert_readable(terminal, json.loads(plan.read_text())["migrations"])
+
+
+def test_columns_widens_piped_output(tmp_path):
+    out = run_env("plan", "--model", MODELS / "demo.yaml", "--workers", "2", "--time-limit", "3",
+                  env={"COLUMNS": "132"})
+    assert out.returncode == 0
+    header = next(line for line in out.stdout.splitlines() if line.lstrip().startswith("wave"))
+    assert "type" in header and "mode" in header  # the columns left out at 80 come back
+
+
+def test_dash_output_means_stdout(model):
+    out = run("plan", "--model", model, "-o", "-", "--workers", "1")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert [m["wave"] for m in data["migrations"]][0] == 1  # waves count from 1
+
+
+def test_verbose_shows_search_and_sequencing_detail(model):
+    out = run("plan", "--model", model, "--workers", "1", "-v")
+    assert out.returncode == 0
+    for text in ("debug: read ", "debug: repair: spread", "debug: CP-SAT: spread", "debug: sequencing: "):
+        assert text in out.stderr, text
+
+
+# ----------------------------------------------------------------------------- the command line itself
+
+COMMANDS = ["plan", "best-node", "what-if", "snapshot", "apply", "service", "simulate", "version"]
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_help_is_plain_text_without_type_placeholders(command):
+    out = run(*command, "--help")
+    assert out.returncode == 0 and out.stdout.startswith("Usage: proxlb-opt")
+    for bad in ("<bool>", "<str>", "<path>", "<int>", "<float>", "<list", "{", "╭", "│"):
+        assert bad not in out.stdout, (command, bad)
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80
+
+
+def test_bare_command_prints_help_and_never_runs():
+    out = run()
+    assert out.returncode == 0 and "Usage: proxlb-opt" in out.stdout and "-c, --config FILE" in out.stdout
+
+
+@pytest.mark.parametrize("args, text", [
+    (["plan", "--mdel", "x"], "No such option: --mdel"),
+    (["plan", "--workers", "many"], "--workers"),
+    (["simulate"], "Missing argument 'MODEL'"),
+    (["no-such-command"], "No such command"),
+    (["plan", "--json", "-c"], "requires an argument"),
+])
+def test_usage_errors_are_one_line(args, text):
+    out = run(*args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: ") and text in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(Path("/etc/proxlb/proxlb.yaml").exists(), reason="this machine has a ProxLB config")
+@pytest.mark.parametrize("command", [["plan"], ["snapshot", "-o", "x.yaml"], ["apply"], ["service"], ["-d"]])
+def test_default_config_missing_is_one_line(command):
+    out = run(*command)
+    assert out.returncode == 2 and "/etc/proxlb/proxlb.yaml: config file not found" in out.stderr
+    assert len(out.stderr.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- best-node sizes and exit codes
+
+
+def test_best_node_memory_is_mib_as_in_qm(model):
+    def ranking(*size):
+        out = run("best-node", "--model", model, "--cpus", "2", *size, "--json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    assert ranking("--memory", "8192") == ranking("--memory", "8G")
+    assert ranking("--memory", "8192", "--disk", "32") == ranking("--memory", "8G", "--disk", "32G")
+    too_big = run("best-node", "--model", model, "--cpus", "2", "--memory", "300000")  # 293 GiB
+    assert too_big.returncode == 4 and "no node can take" in too_big.stdout
+
+
+def test_best_node_terraform_nothing_fits_exits_4(model):
+    out = run("best-node", "--terraform", stdin=json.dumps({"cpus": "2", "memory": "300000", "model": str(model)}))
+    assert out.returncode == 4 and out.stdout == "" and out.stderr.startswith("error: no node")

@@ -11,7 +11,9 @@ node's hour of rrddata twice (AVERAGE and MAX) and its two guest lists, which ca
 live values. ProxLB reads each guest's rrddata instead (two requests per guest).
 
 Least privilege: Sys.Audit (nodes, HA status), VM.Audit (guests, configs), Datastore.Audit
-(storages), VM.Migrate (apply only). Secrets never appear in messages.
+(storages), VM.Migrate (apply only). Secrets never appear in messages. A host that cannot be reached
+is reported in one phrase with its cause and the fix (`describe_connection_error`): an untrusted
+certificate, a refused connection, a timeout, a name that does not resolve.
 """
 
 from __future__ import annotations
@@ -98,13 +100,15 @@ class ProxmoxClient:
                 return result
             except CONNECTION_ERRORS as exc:
                 self._sessions.pop(host, None)
-                errors.append(f"{host}: {_short(exc)}")
-                log.warning("API host %s unreachable (%s); trying the next one", host, _short(exc))
-                if self.settings.wait_time and attempt + 1 < len(hosts) * max(1, self.settings.retries):
-                    time.sleep(min(self.settings.wait_time, 5))
+                cause = describe_connection_error(exc, self.settings.timeout)
+                errors.append(f"{host}: {cause}")
+                if attempt + 1 < len(hosts) * max(1, self.settings.retries):
+                    log.warning("API host %s: %s; trying the next one", host, cause)
+                    if self.settings.wait_time:
+                        time.sleep(min(self.settings.wait_time, 5))
             except ResourceException as exc:
                 raise ApiCallError(exc.status_code, str(exc.content or exc.status_message).strip()) from None
-        raise CollectionError("no Proxmox API host answered: " + "; ".join(errors))
+        raise CollectionError("no Proxmox API host answered: " + "; ".join(_unique(errors)))
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("get", path, **params)
@@ -116,6 +120,56 @@ class ProxmoxClient:
 def _short(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
     return text[:160]
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+_VERIFY_DETAIL = re.compile(r"certificate verify failed: ([^(]+?)\s*(?:\(_ssl|\)|$)", re.IGNORECASE)
+TLS_FIX = ("set proxmox_api.ssl_verification: /path/to/ca.pem (the cluster's CA, /etc/pve/pve-root-ca.pem on any "
+           "node) or false")
+
+
+def describe_connection_error(exc: BaseException, timeout: float | None = None) -> str:
+    """Why a host could not be reached, in one phrase with the fix; requests' nested wrappers unwrapped."""
+    text = " ".join(str(e) for e in _chain(exc))
+    lower = text.lower()
+    if "certificate verify failed" in lower:
+        match = _VERIFY_DETAIL.search(text)
+        detail = match.group(1).strip().rstrip(".") if match else "untrusted certificate"
+        return f"TLS certificate verify failed ({detail}); {TLS_FIX}"
+    if isinstance(exc, requests.exceptions.SSLError) or "wrong version number" in lower:
+        return f"TLS handshake failed ({_short(exc)[:80]}); is this the API's HTTPS port (8006)?"
+    if isinstance(exc, requests.exceptions.Timeout) or "timed out" in lower:
+        after = f" after {timeout:g} s" if timeout else ""
+        return f"timed out{after}; is the host up and its API port (8006) reachable from here (raise proxmox_api.timeout " \
+               f"for slow links)?"
+    if "connection refused" in lower:
+        return "connection refused; nothing listens on that port (pveproxy serves the API on 8006)"
+    if any(phrase in lower for phrase in ("name or service not known", "failed to resolve", "nodename nor servname",
+                                          "temporary failure in name resolution", "no address associated")):
+        return "name or service not known; the host name does not resolve (check proxmox_api.hosts and DNS)"
+    if "no route to host" in lower or "network is unreachable" in lower:
+        return "no route to host; check the address in proxmox_api.hosts and the network"
+    if "connection reset" in lower or "remotedisconnected" in lower or "connection aborted" in lower:
+        return "the connection was closed by the other side"
+    return _short(exc)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and the reasons urllib3 keeps (MaxRetryError.reason), without cycles."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None) if isinstance(getattr(e, "reason", None),
+                                                                                     BaseException) else None]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return out
 
 
 # ----------------------------------------------------------------------------- collection
@@ -130,17 +184,27 @@ class CollectionStats:
 
 def collect_model(client: ProxmoxClient, read_configs: bool = True,
                   local_disk_hint: Callable[[int], bool | None] | None = None, pressure: bool = False) -> dict:
-    """The live cluster as a model-file mapping (format v1); with `pressure`, PSI figures too."""
+    """The live cluster as a model-file mapping (format v1); with `pressure`, PSI figures too. Each stage's
+    time is logged at debug level."""
+    clock = time.perf_counter()
     resources = _get_list(client, "cluster/resources")
     nodes = [r for r in resources if r.get("type") == "node"]
     guests = [r for r in resources if r.get("type") in ("qemu", "lxc")]
     storages = [r for r in resources if r.get("type") == "storage"]
+    log.debug("GET /cluster/resources: %d nodes, %d guests, %d storages in %.2f s", len(nodes), len(guests),
+              len(storages), time.perf_counter() - clock)
     if not nodes:
         raise CollectionError("the API listed no nodes (does the user have Sys.Audit on /nodes?)")
+    clock = time.perf_counter()
     ha_vmids = _ha_resources(client)
     maintenance = _maintenance_nodes(client)
+    log.debug("HA resources and status: %d HA guests, %d nodes in maintenance in %.2f s", len(ha_vmids),
+              len(maintenance), time.perf_counter() - clock)
     shared = {(s.get("node"), s.get("storage")): bool(s.get("shared")) for s in storages}
+    clock, before = time.perf_counter(), client.requests_made
     local_disk = _local_disks(client, guests, shared, read_configs, local_disk_hint)
+    log.debug("local disks: %d guest configs read (%d with local disks) in %.2f s", client.requests_made - before,
+              sum(local_disk.values()), time.perf_counter() - clock)
     model = {
         "version": 1,
         "cluster": _cluster_name(client),
@@ -152,6 +216,12 @@ def collect_model(client: ProxmoxClient, read_configs: bool = True,
     if pressure:
         _add_pressure(client, model)
     return model
+
+
+def cluster_identity(client: ProxmoxClient) -> tuple[str, tuple[str, ...]]:
+    """The cluster's name and its node names (sorted), as `collect_model` reads them: two requests."""
+    nodes = sorted(str(r["node"]) for r in _get_list(client, "cluster/resources", type="node") if r.get("node"))
+    return _cluster_name(client), tuple(nodes)
 
 
 def collect_cluster(settings: ApiSettings, read_configs: bool = True, pressure: bool = False,

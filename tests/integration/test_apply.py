@@ -162,10 +162,14 @@ def test_service_once_plans_and_applies(tmp_path):
         dry = cli("service", "--config", config, "--once", "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert "plan:" in dry.stderr and sim.state.placement()[101] == "pve1"
+        # Each move with its guest's name, then the round's summary.
+        assert "wave 1: " in dry.stderr and "web01" in dry.stderr and "round 1: dry run" in dry.stderr
         before = sim.state.placement()
         real = cli("service", "--config", config, "--once", "--json")
         assert real.returncode == 0, real.stderr
-        moved = [json.loads(line) for line in real.stdout.splitlines() if '"done"' in line]
+        events = [json.loads(line) for line in real.stdout.splitlines()]
+        moved = [e for e in events if e["event"] == "done"]
+        assert events[0]["event"] == "plan" and events[-1]["event"] == "round" and events[-1]["done"] == len(moved)
         after = sim.state.placement()
         assert moved and sum(before[v] != after[v] for v in after) == len(moved)
         assert sorted(after) == sorted(before)

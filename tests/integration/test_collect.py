@@ -140,10 +140,47 @@ def test_unreachable_hosts_and_bad_password(sim):
 def test_tls_verification_is_on_by_default(sim):
     api = api_section(sim)
     api["ssl_verification"] = True  # the simulator's CA is not trusted by the system store
-    with pytest.raises(CollectionError):
+    with pytest.raises(CollectionError) as err:
         collect_cluster(settings_for(sim, api=api).api)
+    message = str(err.value)
+    assert "certificate verify failed" in message and "ssl_verification: /path/to/ca.pem" in message
+    assert "or false" in message and "\n" not in message
     api["ssl_verification"] = False
     assert collect_cluster(settings_for(sim, api=api).api).n_guests == 8
+
+
+def _unreachable(sim, host: str, **extra) -> str:
+    api = dict(api_section(sim), hosts=[host], **extra)
+    with pytest.raises(CollectionError) as err:
+        collect_cluster(settings_for(sim, api=api).api)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"no Proxmox API host answered: {host}: ")
+    return message
+
+
+def test_connection_refused_is_named(sim):
+    message = _unreachable(sim, f"127.0.0.1:{_closed_port()}")
+    assert "connection refused" in message and "8006" in message
+
+
+def test_a_silent_port_times_out_with_the_timeout_named(sim):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts TCP, never speaks TLS
+        message = _unreachable(sim, f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.3)
+    assert "timed out after 0.3 s" in message and "proxmox_api.timeout" in message
+
+
+def test_an_unknown_host_name_is_named(sim):
+    message = _unreachable(sim, "pve-does-not-exist.invalid:8006")
+    assert "name or service not known" in message and "proxmox_api.hosts" in message
+
+
+def test_several_hosts_each_with_its_cause(sim):
+    refused = f"127.0.0.1:{_closed_port()}"
+    api = dict(api_section(sim), hosts=[refused, "pve-does-not-exist.invalid"], wait_time=0)
+    with pytest.raises(CollectionError) as err:
+        collect_cluster(settings_for(sim, api=api).api)
+    assert f"{refused}: connection refused" in str(err.value)
+    assert "pve-does-not-exist.invalid: name or service not known" in str(err.value)
 
 
 def test_dropped_connections_are_retried_on_the_next_host():

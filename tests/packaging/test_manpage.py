@@ -37,14 +37,29 @@ def test_roff_is_generated_from_the_markdown():
     assert ROFF.read_text(encoding="utf-8") == expected, "docs/proxlb-opt.1 is stale: run `make man`"
 
 
+#: Options every command takes, described once in their own section.
+COMMON = {"--help", "-h", "--version"}
+
+
 def test_every_command_and_option_is_documented():
     sections = _sections(MARKDOWN.read_text(encoding="utf-8"))
     for name, command in get_command(app).commands.items():
         assert name in sections, f"man page: no section for `{name}`"
         for param in command.params:
             for opt in param.opts + param.secondary_opts:
-                if opt.startswith("-") and opt != "--help":
+                if opt.startswith("-") and opt not in COMMON:
                     assert f"`{opt}`" in sections[name], f"man page: `{name}` lacks `{opt}`"
+    for opt in COMMON:
+        assert f"`{opt}`" in sections["COMMON OPTIONS"], f"man page: COMMON OPTIONS lacks `{opt}`"
+
+
+def test_proxlb_command_line_is_documented():
+    """The options without a command (ProxLB's, and shell completion) have their own section."""
+    section = _sections(MARKDOWN.read_text(encoding="utf-8"))["PROXLB'S COMMAND LINE"]
+    for param in get_command(app).params:
+        for opt in param.opts + param.secondary_opts:
+            if opt not in ("--help", "-h"):
+                assert f"`{opt}`" in section, f"man page: PROXLB'S COMMAND LINE lacks `{opt}`"
 
 
 def test_exit_codes_match_the_error_tree():
