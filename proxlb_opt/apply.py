@@ -90,8 +90,8 @@ class ApplyReport:
 
 
 def steps_from_plan(plan: dict, where: str = "plan") -> list[PlannedStep]:
-    if not isinstance(plan, dict) or plan.get("version") != 1 or not isinstance(plan.get("migrations"), list):
-        raise InputError(f"{where}: not a proxlb-opt plan (expected JSON with version 1 and migrations[])")
+    if not isinstance(plan, dict) or plan.get("version") not in (1, 2) or not isinstance(plan.get("migrations"), list):
+        raise InputError(f"{where}: not a proxlb-opt plan (expected JSON with version 1 or 2 and migrations[])")
     steps = [PlannedStep.from_json(m, f"{where}: migrations[{i}]") for i, m in enumerate(plan["migrations"])]
     if any(s.wave < 0 for s in steps):
         raise InputError(f"{where}: migrations[].wave must not be negative")

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.text import Text
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from proxlb_opt import __version__
@@ -312,7 +313,14 @@ def plan(
     method: Optional[str] = typer.Option(None, help=f"Balance by: {', '.join(METHODS)} (balancing.method)."),
     mode: Optional[str] = typer.Option(None, help=f"Load figure: {', '.join(MODES)} (balancing.mode)."),
     max_migrations: Optional[str] = typer.Option(None, "--max-migrations",
-                                                 help="Budget of balancing moves, 'none' for no limit (default 25)."),
+                                                 help="Budget of balancing moves: 'auto' (the budget that pays for "
+                                                      "itself, the default), a number, or 'none' for no limit."),
+    rules_only: bool = typer.Option(False, "--rules-only",
+                                    help="Only what must change: repair rules and drain maintenance nodes with the "
+                                         "fewest moves, no balancing (the same as --max-migrations 0)."),
+    explain: list[int] = typer.Option([], "--explain", metavar="VMID",
+                                      help="Say why this guest moves or why it stays (repeatable), instead of the "
+                                           "plan."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit",
                                                help="Seconds for the whole command, reading a model file included "
                                                     "(default 10)."),
@@ -342,6 +350,8 @@ def plan(
     )
     if max_migrations is not None:
         settings = settings.with_overrides(max_migrations=budget) if budget is not None else _unlimited(settings)
+    if rules_only:
+        settings = settings.with_overrides(max_migrations=0)
     if maintenance:
         settings = settings.with_overrides(maintenance_nodes=tuple(settings.maintenance_nodes) + tuple(maintenance))
     deadline = Deadline(settings.time_limit, start=started)
@@ -355,13 +365,34 @@ def plan(
         return
     result = make_plan(cluster, settings, deadline=deadline)
     _report_plan_messages(result)
+    if explain:
+        _explain(result, explain, as_json)
+        return
     data = plan_dict(result)
     if output is not None and not _is_stdout(output):
         _write_text(output, json.dumps(data, indent=2) + "\n")
     if as_json or _is_stdout(output):
         _emit_json(data)
     else:
-        _stdout().print(plan_renderable(result, _stdout_width()), crop=False)
+        _stdout().print(plan_renderable(result, _stdout_width(), verbose=verbose), crop=False)
+
+
+def _explain(result, vmids: list[int], as_json: bool) -> None:
+    """Why each guest moves or stays, as sentences (or JSON: vmid → sentences)."""
+    from proxlb_opt.reasons import explain
+
+    c = result.cluster
+    unknown = [v for v in vmids if c.guest_index(v) is None]
+    if unknown:
+        raise InputError(f"--explain: no guest {unknown[0]} in the cluster (ignored nodes' guests are left out)")
+    held = {c.guest_index(v): why for v, why in result.held.items() if c.guest_index(v) is not None}
+    answers = {v: explain(result.problem, result.placement, c.guest_index(v), held) for v in vmids}
+    if as_json:
+        _emit_json({"version": 1, "cluster": c.name, "explain": {str(v): lines for v, lines in answers.items()}})
+    else:
+        console = _stdout()
+        for lines in answers.values():
+            console.print(escape(" ".join(lines)), soft_wrap=True)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -373,7 +404,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def _pareto(cluster, settings: Settings, as_json: bool, plot: Optional[Path], deadline: Deadline) -> None:
     from proxlb_opt.report import pareto_dict, pareto_table
-    from proxlb_opt.tradeoff import pareto_curve
+    from proxlb_opt.planner import pareto_curve
 
     points = pareto_curve(cluster, settings, deadline)
     data = pareto_dict(cluster.name, points)

@@ -33,7 +33,13 @@ SOLVER_KEYS = ("enable", "mode", "log_dir", "timeout_seconds", "use_reservations
                "fallback_to_greedy")
 ALGORITHMS = ("cpsat", "greedy")
 
-DEFAULT_MAX_MIGRATIONS = 25
+#: `optimizer.max_migrations: auto`: the budget that pays for itself (tradeoff.choose_budget).
+AUTO = "auto"
+DEFAULT_MAX_MIGRATIONS = AUTO
+#: pp of spread one more optional migration must gain for `auto` to make it (measured: README, "Moves that pay").
+DEFAULT_MIN_GAIN_PER_MOVE = 1.0
+DEFAULT_COOLDOWN_SECONDS = 24 * 3600.0
+DEFAULT_STATE_FILE = "/var/lib/proxlb-opt/state.json"
 DEFAULT_TIME_LIMIT = 10.0
 #: Percentage points: a spread proven within this of the best possible is reported as optimal, as a MIP
 #: solver reports a solution within its gap tolerance. Far below how much sampled memory use moves.
@@ -125,7 +131,12 @@ class Settings:
     log_level: str = "INFO"
     # optimizer (proxlb-opt's own)
     algorithm: str = "cpsat"
-    max_migrations: int | None = DEFAULT_MAX_MIGRATIONS
+    max_migrations: int | None | str = DEFAULT_MAX_MIGRATIONS  # a number, None (unlimited) or AUTO
+    min_gain_per_move: float = DEFAULT_MIN_GAIN_PER_MOVE  # pp per extra optional migration, for AUTO
+    target_spread: float | None = None  # pp to aim at when balancing; None: half the balanciness
+    cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS  # service: no second balancing move of a guest within
+    state_file: str = DEFAULT_STATE_FILE  # service: what it remembers between rounds (history.py)
+    pve_rebalancer: str = "leave"  # PVE 9.2's own HA rebalancing on: "leave" its guests to it, or "refuse" to run
     time_limit: float = DEFAULT_TIME_LIMIT
     weights: Mapping[str, int] = field(default_factory=lambda: {"memory": 1, "cpu": 1, "disk": 1})
     workers: int = 0  # 0: as many as the machine has cores, at least 2
@@ -257,7 +268,9 @@ OPTIMIZER_KEYS: dict[str, Callable] = {
     "weights": _mapping, "workers": _number(0, True), "seed": _number(0, True),
     "optimality_tolerance": _number(0), "migration_bandwidth": _anything, "dirty_rate_factor": _number(1.0),
     "max_incoming_per_node": _number(1, True), "max_outgoing_per_node": _number(1, True),
-    "poll_interval": _number(0.01), "read_guest_configs": _bool,
+    "poll_interval": _number(0.01), "read_guest_configs": _bool, "min_gain_per_move": _number(0),
+    "target_spread": _anything, "cooldown": _anything, "state_file": _string,
+    "pve_rebalancer": _choice(("leave", "refuse")),
 }
 SOLVER_SECTION: dict[str, Callable] = {key: _anything for key in SOLVER_KEYS}
 SECTIONS: dict[str, dict[str, Callable]] = {
@@ -498,9 +511,14 @@ def _service_values(section: Mapping, source: str) -> dict[str, Any]:
 def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("algorithm", "time_limit", "workers", "seed", "optimality_tolerance", "dirty_rate_factor",
-                "max_incoming_per_node", "max_outgoing_per_node", "poll_interval", "read_guest_configs"):
+                "max_incoming_per_node", "max_outgoing_per_node", "poll_interval", "read_guest_configs",
+                "min_gain_per_move", "state_file", "pve_rebalancer"):
         if section.get(key) is not None:
             out[key] = section[key]
+    if section.get("target_spread") is not None and str(section["target_spread"]).lower() not in ("none", "auto"):
+        out["target_spread"] = _number(0)(section["target_spread"], f"{source}: optimizer.target_spread")
+    if section.get("cooldown") is not None:
+        out["cooldown_seconds"] = parse_duration(section["cooldown"], f"{source}: optimizer.cooldown")
     if "max_migrations" in section:
         out["max_migrations"] = parse_max_migrations(section["max_migrations"], f"{source}: optimizer.max_migrations")
     if section.get("weights") is not None:
@@ -523,11 +541,27 @@ def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
     return out
 
 
-def parse_max_migrations(value: Any, where: str) -> int | None:
-    """A migration budget: a non-negative integer, or none/unlimited for no budget."""
+def parse_max_migrations(value: Any, where: str) -> int | None | str:
+    """A migration budget: a non-negative integer, none/unlimited for no budget, or auto."""
     if value is None or (isinstance(value, str) and value.lower() in ("none", "unlimited", "")):
         return None
+    if isinstance(value, str) and value.lower() == AUTO:
+        return AUTO
     return _number(0, True)(value, where)
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds, or a number with s, m, h or d (`12h`, `30m`, `2d`)."""
+    text = str(value).strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a duration such as 3600, 30m, 12h or 2d, got {value!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"{where}: must be a finite, non-negative duration, got {value!r}")
+    return seconds
 
 
 def _api_values(section: Mapping, source: str, env: Mapping[str, str]) -> ApiSettings:

@@ -169,9 +169,25 @@ KEYS: tuple[Key, ...] = (
     _k("solver", "fallback_to_greedy", "—", "true", WARNED, "ignored; the greedy pass is always a candidate"),
     # --------------------------------------------------------------- optimizer (proxlb-opt's own)
     _k("optimizer", "algorithm", "cpsat", "—", OWN, "`cpsat` or `greedy` (the ProxLB-style pass)"),
-    _k("optimizer", "max_migrations", "25", "—", OWN,
-       "budget of optional balancing moves per run (`none`: unlimited); mandatory moves (maintenance, pins, "
-       "broken groups, nodes over used memory or local disk) never count and are never blocked"),
+    _k("optimizer", "max_migrations", "auto", "—", OWN,
+       "budget of optional balancing moves per run: `auto` (the budget that pays for itself: reach "
+       "`target_spread` with the fewest moves, then only moves worth `min_gain_per_move` each), a number, or "
+       "`none` (unlimited); mandatory moves (maintenance, pins, broken groups, nodes over used memory or local "
+       "disk) never count and are never blocked"),
+    _k("optimizer", "min_gain_per_move", "1.0", "—", OWN,
+       "percentage points of spread one more optional migration must gain, on average, for `auto` to make it"),
+    _k("optimizer", "target_spread", "none (half the balanciness)", "—", OWN,
+       "spread to aim at once balancing starts (above `balanciness`): the fewest migrations that reach it, and "
+       "whether fewer cannot, are reported; below the balanciness so that a cluster just over it is not moved "
+       "back and forth"),
+    _k("optimizer", "cooldown", "24h", "—", OWN,
+       "service: a guest moved for balance is not moved again for balance within this time, and a guest moved "
+       "by hand is left where it was put for this time (mandatory moves excepted)"),
+    _k("optimizer", "state_file", "/var/lib/proxlb-opt/state.json", "—", OWN,
+       "service: where it remembers its migrations and the last placement between rounds"),
+    _k("optimizer", "pve_rebalancer", "leave", "—", OWN,
+       "when PVE 9.2's own HA rebalancing is on (`crs: ha-auto-rebalance`): `leave` the HA guests it may move "
+       "to it (they count as fixed load) or `refuse` to plan"),
     _k("optimizer", "time_limit", "10", "—", OWN,
        "seconds for the whole command, wall clock (reading a live cluster is not counted)"),
     _k("optimizer", "weights", "{memory: 1, cpu: 1, disk: 1}", "—", OWN, "with `method: multi`"),

@@ -19,7 +19,9 @@ from proxlb_opt.errors import InternalError, UnsafePlanError
 from proxlb_opt.feasibility import Occupancy
 from proxlb_opt.problem import Problem
 
-PLAN_FORMAT_VERSION = 1
+#: 2: each migration carries `detail`, `spread_without`, `gain_pp` and `relieves`; the plan carries `budget`,
+#: `target_spread`, `budget_choice` and `held[]`. `apply` reads versions 1 and 2.
+PLAN_FORMAT_VERSION = 2
 REASON_ORDER = ("maintenance", "pin", "affinity", "anti-affinity", "capacity", "balance")
 
 

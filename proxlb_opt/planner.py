@@ -16,14 +16,15 @@ import numpy as np
 
 from proxlb_opt import check
 from proxlb_opt.cluster import Cluster
-from proxlb_opt.config import Settings
+from proxlb_opt.config import AUTO, Settings
 from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import InfeasibleError, InternalError, SolveTimeoutError, UnsafePlanError
 from proxlb_opt.greedy import proxlb_greedy
-from proxlb_opt.optimizer import optimize
+from proxlb_opt.optimizer import FULL_MODEL_MAX_VARS, optimize, variable_count
 from proxlb_opt.plan import Limits, Plan, TimeModel, check_plan, diff, sequence
 from proxlb_opt.problem import Problem, build_problem
 from proxlb_opt.repair import RepairResult, needs_repair
+from proxlb_opt.tradeoff import BudgetChoice, CurvePoint, choose_budget, sample_curve
 from proxlb_opt.triggers import balance_reasons, pressure_warnings
 
 SEQUENCING_RETRIES = 3
@@ -54,6 +55,16 @@ class PlanResult:
     cost_proven: bool = False  # status optimal and the migration cost proven minimal at that spread
     repair: RepairResult | None = None  # the repair stage's answer (cpsat only)
     held: dict[int, str] = field(default_factory=dict)  # vmid → why it was kept where it is (cooldown, by hand)
+    budget_choice: BudgetChoice | None = None  # how `max_migrations: auto` chose the budget
+
+    @property
+    def moves(self) -> int:
+        return self.plan.guests_moved
+
+    @property
+    def budget(self) -> int | None:
+        """The budget this plan was made with (auto: the one it chose)."""
+        return self.problem.budget
 
     @property
     def cluster(self) -> Cluster:
@@ -112,16 +123,20 @@ def make_plan(cluster: Cluster, settings: Settings, algorithm: str | None = None
     algorithm = algorithm or settings.algorithm
     deadline = deadline or Deadline(settings.time_limit)
     problem = build_problem(cluster, settings)
+    if settings.max_migrations == AUTO:
+        problem = problem.with_budget(None)  # the budget is chosen below (plan_problem, auto)
     held = {vmid: why for vmid, why in (held or {}).items() if problem.cluster.guest_index(vmid) is not None}
     kept = [problem.cluster.guest_index(vmid) for vmid in held]
     kept = [g for g in kept if problem.rules.movable[g] and not problem.rules.mandatory[g]]
     if kept:
         problem = problem.keep_in_place(kept)
-    return replace(plan_problem(problem, algorithm, deadline), held=held)
+    auto = settings.max_migrations == AUTO
+    return replace(plan_problem(problem, algorithm, deadline, auto=auto), held=held)
 
 
 def plan_problem(problem: Problem, algorithm: str, deadline: Deadline, repaired: RepairResult | None = None,
-                 starts: tuple[np.ndarray, ...] = ()) -> PlanResult:
+                 starts: tuple[np.ndarray, ...] = (), auto: bool = False) -> PlanResult:
+    """One plan for a Problem; with `auto`, at the budget that pays for itself (`tradeoff.choose_budget`)."""
     current = problem.current
     before = check.spread(problem, current)
     start = time.perf_counter()
@@ -132,12 +147,63 @@ def plan_problem(problem: Problem, algorithm: str, deadline: Deadline, repaired:
         # Nothing calls for balancing (within balanciness, below the thresholds, nothing hot): only what
         # must change changes (rules, maintenance, capacity), as ProxLB does not balance then either.
         problem = problem.with_budget(0)
+    elif auto and algorithm != "greedy":
+        return _auto(problem, deadline)
     if algorithm == "greedy":
         greedy = proxlb_greedy(problem, problem.budget)
         found = tuple(check.violations(problem.with_budget(None), greedy.placement))
         return _result(problem.with_budget(None), algorithm, "greedy", greedy.placement, None, start, before,
                        deadline, violations=found)
     return _optimize(problem, start, before, deadline, repaired, starts)
+
+
+def _auto(problem: Problem, deadline: Deadline) -> PlanResult:
+    """The plan at the budget that pays for itself: the curve is sampled by full plans at budgets 0, 1, 2, 4, …,
+    each starting from the largest smaller budget's plan and sharing the deadline (see tradeoff.py)."""
+    settings = problem.settings
+    target = settings.target_spread if settings.target_spread is not None else settings.balanciness / 2
+    plans = _Ladder(problem, deadline)
+    choice = choose_budget(plans.sample, int(problem.rules.movable.sum()), deadline.expired,
+                           settings.min_gain_per_move, target)
+    result = plans.results[choice.budget]
+    note = f"max_migrations auto: {choice.why}"
+    if variable_count(problem) > FULL_MODEL_MAX_VARS:
+        note += " (the curve was sampled with each budget's share of the time limit: an approximation)"
+    return replace(result, budget_choice=choice, notes=result.notes + (note,))
+
+
+class _Ladder:
+    """Plans at increasing budgets, each started from the largest smaller budget's plan, one deadline."""
+
+    def __init__(self, problem: Problem, deadline: Deadline):
+        self.problem, self.deadline = problem, deadline
+        self.results: dict[int, PlanResult] = {}
+
+    def sample(self, budget: int, left: int) -> PlanResult:
+        below = [b for b in self.results if b < budget]
+        previous = self.results[max(below)] if below else None
+        share = self.deadline.sub(self.deadline.remaining() / max(1, left))
+        self.results[budget] = plan_problem(self.problem.with_budget(budget), "cpsat", share,
+                                            repaired=None if previous is None else previous.repair,
+                                            starts=() if previous is None else (previous.placement,))
+        return self.results[budget]
+
+
+def pareto_curve(cluster: Cluster, settings: Settings, deadline: Deadline | None = None) -> list[CurvePoint]:
+    """The best spread found for budgets 0, 1, 2, 4, …, sharing one deadline (see tradeoff.py)."""
+    deadline = deadline or Deadline(settings.time_limit)
+    problem = build_problem(cluster, replace(settings, balanciness=0.0))
+    plans = _Ladder(problem, deadline)
+    done = sample_curve(plans.sample, int(problem.rules.movable.sum()), deadline.expired)
+    return [_point(b, plans.results[b]) for b in done]
+
+
+def _point(budget: int, result: PlanResult) -> CurvePoint:
+    return CurvePoint(budget=budget, spread=round(result.spread_after, 3),
+                      bound=None if result.bound is None else round(result.bound, 3),
+                      migrations=result.plan.guests_moved, mandatory=result.mandatory_moves,
+                      memory_moved_mib=result.memory_moved_mib, status=result.status,
+                      seconds=round(result.solve_seconds + result.sequence_seconds, 2))
 
 
 def _optimize(problem: Problem, start: float, before: float, deadline: Deadline, repaired: RepairResult | None,

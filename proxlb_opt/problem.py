@@ -264,7 +264,8 @@ def build_problem(cluster: Cluster, settings: Settings) -> Problem:
     if unknown:
         rules = replace(rules, warnings=tuple(unknown) + rules.warnings)
     loads = load_model(cluster, settings)
-    return Problem(cluster=cluster, settings=settings, rules=rules, loads=loads, budget=settings.max_migrations)
+    budget = settings.max_migrations if isinstance(settings.max_migrations, int) else None  # auto: chosen later
+    return Problem(cluster=cluster, settings=settings, rules=rules, loads=loads, budget=budget)
 
 
 def _ro(array: np.ndarray) -> np.ndarray:

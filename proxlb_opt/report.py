@@ -25,7 +25,10 @@ from rich.text import Text
 from proxlb_opt import __version__, check
 from proxlb_opt.cluster import with_placement
 from proxlb_opt.config import RESOURCES
+from proxlb_opt.config import AUTO
 from proxlb_opt.plan import PLAN_FORMAT_VERSION, Step
+from proxlb_opt.planner import time_model
+from proxlb_opt.reasons import MoveReason, move_reasons
 from proxlb_opt.planner import PlanResult
 from proxlb_opt.units import format_duration, format_mib
 
@@ -53,11 +56,11 @@ def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def step_dict(result: PlanResult, step: Step) -> dict[str, Any]:
-    from proxlb_opt.planner import time_model
-
+def step_dict(result: PlanResult, step: Step, why: MoveReason | None = None) -> dict[str, Any]:
     c = result.cluster
     g = step.guest
+    explained = why.as_dict(result.spread_after) if why is not None else {
+        "reason": step.reason, "detail": step.reason, "spread_without": None, "gain_pp": None, "relieves": None}
     return {
         "vmid": int(c.guest_vmid[g]),
         "name": c.guest_names[g],
@@ -75,6 +78,10 @@ def step_dict(result: PlanResult, step: Step) -> dict[str, Any]:
         "hop": step.hop,
         "memory_mib": int(c.guest_mem_used_mib[g]) if c.guest_running[g] else 0,
         "local_disk_mib": int(c.guest_disk_used_mib[g]) if c.guest_local_disk[g] else 0,
+        "detail": explained["detail"],
+        "spread_without": explained["spread_without"],
+        "gain_pp": explained["gain_pp"],
+        "relieves": explained["relieves"],
     }
 
 
@@ -105,9 +112,25 @@ def node_dicts(result: PlanResult) -> list[dict[str, Any]]:
     return out
 
 
+def _target(result: PlanResult) -> float | None:
+    s = result.settings
+    if s.max_migrations != AUTO:
+        return s.target_spread
+    return s.target_spread if s.target_spread is not None else s.balanciness / 2
+
+
+def _choice_dict(result: PlanResult) -> dict[str, Any] | None:
+    choice = result.budget_choice
+    if choice is None:
+        return None
+    return {"budget": choice.budget, "why": choice.why, "fewest_proven": choice.fewest_proven,
+            "sampled": [{"budget": b, "spread": _r(spread), "migrations": moves} for b, spread, moves in choice.sampled]}
+
+
 def plan_dict(result: PlanResult) -> dict[str, Any]:
     s = result.settings
     plan = result.plan
+    why = move_reasons(result.problem, result.placement) if plan.steps else {}
     return {
         "version": PLAN_FORMAT_VERSION,
         "tool": f"proxlb-opt {__version__}",
@@ -119,6 +142,9 @@ def plan_dict(result: PlanResult) -> dict[str, Any]:
         "resources": list(result.loads.resources),
         "balanciness": s.balanciness,
         "max_migrations": s.max_migrations,
+        "budget": result.budget,
+        "target_spread": _target(result),
+        "budget_choice": _choice_dict(result),
         "spread_before": _r(result.spread_before),
         "spread_after": _r(result.spread_after),
         "spread_per_resource_before": {k: _r(v) for k, v in result.spread_per_resource_before.items()},
@@ -138,7 +164,8 @@ def plan_dict(result: PlanResult) -> dict[str, Any]:
         "predicted_seconds": _r(plan.predicted_seconds, 1),
         "solve_seconds": _r(result.solve_seconds, 3),
         "sequence_seconds": _r(result.sequence_seconds, 3),
-        "migrations": [step_dict(result, step) for step in plan.steps],
+        "migrations": [step_dict(result, step, why.get(step.guest)) for step in plan.steps],
+        "held": [{"vmid": vmid, "reason": reason} for vmid, reason in sorted(result.held.items())],
         "nodes": node_dicts(result),
         "violations": [{"rule": v.rule, "message": v.message} for v in result.violations],
         "warnings": list(result.warnings),
@@ -341,46 +368,52 @@ def nodes_table(result: PlanResult, width: int = DEFAULT_WIDTH) -> Group:
 
 
 def _step_cells(d: dict[str, Any], hop: int) -> dict[str, str]:
+    gain = "" if d["gain_pp"] is None else f"{d['gain_pp']:.2f}"
     return {"guest": f"{d['vmid']} {d['name']}", "type": d["type"],
             "move": f"{d['from']} → {d['to']}" + (" (park)" if hop == 1 else ""), "reason": d["reason"],
-            "mode": d["mode"], "memory": format_mib(d["memory_mib"]), "time": f"{d['start_s']:.0f}–{d['end_s']:.0f} s"}
+            "mode": d["mode"], "memory": format_mib(d["memory_mib"]), "time": f"{d['start_s']:.0f}–{d['end_s']:.0f} s",
+            "gain pp": gain}
 
 
-def _migration_columns(result: PlanResult) -> list[_Column]:
+def _migration_columns(result: PlanResult, verbose: bool = False) -> list[_Column]:
     columns = [_Column("wave", 95, "right"), _Column("guest", 100), _Column("type", 10), _Column("move", 98),
                _Column("reason", 60), _Column("mode", 20), _Column("memory", 40, "right"),
                _Column("time", 30, "right")]
+    if verbose:  # each balancing move's own contribution: the plan's spread without it, less the plan's
+        columns.append(_Column("gain pp", 70, "right"))
     by_header = {c.header: c for c in columns}
     last_wave = None
+    why = move_reasons(result.problem, result.placement) if verbose else {}
     for step in result.plan.steps:
-        d = step_dict(result, step)
+        d = step_dict(result, step, why.get(step.guest))
         # The wave number on the first move of each wave only: the blank rows below belong to it.
         by_header["wave"].cells.append(str(d["wave"]) if d["wave"] != last_wave else "")
         last_wave = d["wave"]
         for header, text in _step_cells(d, step.hop).items():
-            by_header[header].cells.append(text)
+            if header in by_header:
+                by_header[header].cells.append(text)
     return columns
 
 
-def migrations_table(result: PlanResult, width: int = DEFAULT_WIDTH) -> Group:
+def migrations_table(result: PlanResult, width: int = DEFAULT_WIDTH, verbose: bool = False) -> Group:
     n = len(result.plan.steps)
     if n > COMPACT_ABOVE:
-        return migrations_lines(result, width)
-    columns = _migration_columns(result)
+        return migrations_lines(result, width, verbose)
+    columns = _migration_columns(result, verbose)
     shown = _fit(columns, width, 3)
     if shown is None:  # even wave, guest and move are wider than the screen: lines never cut a name
-        return migrations_lines(result, width)
+        return migrations_lines(result, width, verbose)
     title = Text(f"Migrations: {n} in {result.plan.waves} waves (a wave's moves run together)", style="bold")
     return Group(title, _table(shown))
 
 
-def migrations_lines(result: PlanResult, width: int = DEFAULT_WIDTH) -> Group:
+def migrations_lines(result: PlanResult, width: int = DEFAULT_WIDTH, verbose: bool = False) -> Group:
     """The compact listing: the table's columns that fit `width` as aligned plain lines, without rich's table.
 
     When not even wave, guest and move fit side by side (names of 50 characters and more), each move takes
     two lines: the guest, then where it goes. Print with `crop=False`: a name wider than the screen runs on.
     """
-    columns = _migration_columns(result)
+    columns = _migration_columns(result, verbose)
     shown = _fit(columns, width, 3)
     title = Text(f"Migrations: {len(result.plan.steps)} in {result.plan.waves} waves (a wave's moves run "
                  f"together; listed compactly)", style="bold")
@@ -421,6 +454,10 @@ def summary_text(result: PlanResult) -> Text:
         lines.append(f"lower bound {d['bound']:.2f} pp, gap {d['gap']:.2f} pp")
     if d["greedy_spread"] is not None:
         lines.append(f"greedy (ProxLB-style) at the same budget would reach {d['greedy_spread']:.2f} pp")
+    if d["budget_choice"] is not None:
+        lines.append(f"budget auto: {d['budget_choice']['why']}")
+    if d["held"]:
+        lines.append(f"{len(d['held'])} guest(s) kept where they are (cooldown or moved by hand)")
     if d["status"] != "balanced":
         lines.append(f"{d['guests_moved']} guests move ({d['mandatory_migrations']} mandatory), "
                      f"{format_mib(d['memory_moved_mib'])} of memory")
@@ -440,11 +477,12 @@ def violations_text(result: PlanResult) -> Text | None:
     return Text("\n".join(lines), style="red")
 
 
-def plan_renderable(result: PlanResult, width: int = DEFAULT_WIDTH) -> Group:
-    """Nodes, migrations, summary: for a screen or a pipe `width` columns wide."""
+def plan_renderable(result: PlanResult, width: int = DEFAULT_WIDTH, verbose: bool = False) -> Group:
+    """Nodes, migrations, summary: for a screen or a pipe `width` columns wide; `verbose` adds each
+    balancing move's gain."""
     parts: list[Any] = [nodes_table(result, width)]
     if result.plan.steps:
-        parts.append(migrations_table(result, width))
+        parts.append(migrations_table(result, width, verbose))
     parts.append(summary_text(result))
     violations = violations_text(result)
     if violations is not None:

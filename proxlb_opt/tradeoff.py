@@ -1,24 +1,40 @@
-"""The trade-off curve: the best spread found for migration budgets 0, 1, 2, 4, 8, … (pure).
+"""The trade-off between spread and migrations: sampling the curve and choosing a budget from it (pure).
 
-Each point is a full planning run at that budget, so every point is a checked, replayed plan. The
-points share one repair (the same mandatory moves) and one deadline, split evenly over the budgets
-still to come; each point starts from the previous point's placement, which is valid for every
-larger budget, so the spread never rises along the curve. The curve stops when more budget no
-longer helps (twice in a row), when the spread reaches zero, or when the budget covers every
-movable guest.
+The curve spread(budget) is sampled at budgets 0, 1, 2, 4, 8, … by a `sample(budget)` function the
+planner provides (a full plan at that budget, started from the plan of the largest smaller budget
+sampled, so the curve never rises). Two uses:
+
+* `--pareto` (`sample_curve`): every point, until more budget no longer helps (twice in a row), the
+  spread reaches zero, or the budget covers every movable guest;
+* `max_migrations: auto` (`choose_budget`): the budget that pays for itself. With a target spread (by
+  default half the balanciness: balancing starts above the balanciness and aims below it, so a cluster
+  that drifts just over the line is not moved back and forth), first the fewest migrations that reach
+  it — bisection between the last sample above it and the first at or below, "fewest" being proven
+  when the plan just below has a proven lower bound above the target (at least one move is made when one
+  helps: the planner asks only when balancing is called for). From there, the budget grows
+  while some larger sample still gains at least `min_gain_per_move` percentage points per extra
+  migration on average: the chosen budget is the first after which no later sample is worth its
+  migrations (the tangent to the sampled curve's lower convex hull with that slope). On large clusters
+  the samples are the planner's answers within their share of the time limit, so the curve (and the
+  choice) is an approximation of the true frontier; the notes say so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
-from proxlb_opt.cluster import Cluster
-from proxlb_opt.config import Settings
-from proxlb_opt.deadline import Deadline
-from proxlb_opt.planner import PlanResult, plan_problem
-from proxlb_opt.problem import Problem, build_problem
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 MAX_POINTS = 14
+
+
+class Sample(Protocol):
+    """What the curve needs of a plan at one budget."""
+
+    spread_after: float
+    bound: float | None
+
+    @property
+    def moves(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,16 @@ class CurvePoint:
     seconds: float
 
 
+@dataclass(frozen=True)
+class BudgetChoice:
+    """How `max_migrations: auto` (or a target spread) chose the budget."""
+
+    budget: int
+    why: str  # one sentence
+    sampled: tuple[tuple[int, float, int], ...]  # (budget, spread, migrations) of every sample, by budget
+    fewest_proven: bool | None  # with a target reached: no smaller budget reaches it, proven (None: not reached)
+
+
 def budgets(limit: int) -> list[int]:
     """0, 1, 2, 4, 8, … up to and including `limit`."""
     out, b = [0], 1
@@ -43,115 +69,73 @@ def budgets(limit: int) -> list[int]:
     return sorted(set(out))
 
 
-def pareto_curve(cluster: Cluster, settings: Settings, deadline: Deadline | None = None) -> list[CurvePoint]:
-    deadline = deadline or Deadline(settings.time_limit)
-    problem = build_problem(cluster, replace(settings, balanciness=0.0))
-    candidates = budgets(max(1, int(problem.rules.movable.sum())))
-    points: list[CurvePoint] = []
-    previous: PlanResult | None = None
+def sample_curve(sample: Callable[[int, int], Sample], movable: int, expired: Callable[[], bool]) -> list[int]:
+    """The budgets `--pareto` samples: sample(budget, points still to come) for 0, 1, 2, 4, … (see module)."""
+    candidates = budgets(max(1, movable))
+    done: list[int] = []
+    spreads: list[float] = []
     stalls = 0
     for i, b in enumerate(candidates):
-        share = deadline.sub(deadline.remaining() / (len(candidates) - i))
-        starts = () if previous is None else (previous.placement,)
-        repaired = None if previous is None else previous.repair
-        result = plan_problem(problem.with_budget(b), "cpsat", share, repaired=repaired, starts=starts)
-        points.append(_point(b, result))
-        stalls = stalls + 1 if len(points) > 1 and points[-1].spread >= points[-2].spread - 1e-6 else 0
-        if stalls >= 2 or points[-1].spread <= 1e-6 or deadline.expired():
+        spreads.append(sample(b, len(candidates) - i).spread_after)
+        done.append(b)
+        stalls = stalls + 1 if len(spreads) > 1 and spreads[-1] >= spreads[-2] - 1e-6 else 0
+        if stalls >= 2 or spreads[-1] <= 1e-6 or expired():
             break
-        previous = result
-    return points
+    return done
 
 
-def _point(budget: int, result: PlanResult) -> CurvePoint:
-    return CurvePoint(budget=budget, spread=round(result.spread_after, 3),
-                      bound=None if result.bound is None else round(result.bound, 3),
-                      migrations=result.plan.guests_moved, mandatory=result.mandatory_moves,
-                      memory_moved_mib=result.memory_moved_mib, status=result.status,
-                      seconds=round(result.solve_seconds + result.sequence_seconds, 2))
+def choose_budget(sample: Callable[[int, int], Sample], movable: int, expired: Callable[[], bool],
+                  min_gain_per_move: float, target_spread: float | None) -> BudgetChoice:
+    """The budget that pays for itself (see the module docstring). sample(budget, points still to come)."""
+    results: dict[int, Sample] = {}
 
-
-# ----------------------------------------------------------------------------- a budget that pays for itself
-
-
-@dataclass(frozen=True)
-class BudgetChoice:
-    """How `max_migrations: auto` (or a target spread) chose the budget."""
-
-    budget: int
-    why: str  # one sentence
-    points: tuple[CurvePoint, ...]  # the sampled curve, budgets 0, 1, 2, 4, …
-    fewest_proven: bool | None  # with a target: "no smaller budget reaches it" is proven (None: no target)
-
-
-def auto_plan(problem: Problem, deadline: Deadline, min_gain_per_move: float,
-              target_spread: float | None) -> tuple[PlanResult, BudgetChoice]:
-    """The plan at the budget that pays for itself, and how it was chosen.
-
-    The curve spread(budget) is sampled at budgets 0, 1, 2, 4, …, each point starting from the previous
-    point's plan (so it never rises) and sharing the deadline. With `target_spread`, the budget is the
-    fewest moves that reach it (bisection between the last sample above it and the first at or below);
-    then, and without a target, it grows while a later sample still gains at least `min_gain_per_move`
-    percentage points per extra migration on average — the first point after which no later point is
-    worth its migrations (the tangent of the curve's lower convex hull with that slope).
-    """
-    results: dict[int, PlanResult] = {}
-    order: list[int] = []
-
-    def point(budget: int, share: float) -> PlanResult:
+    def point(budget: int, left: int) -> Sample:
         if budget not in results:
-            below = [b for b in order if b < budget]
-            previous = results[max(below)] if below else None
-            results[budget] = plan_problem(problem.with_budget(budget), "cpsat", deadline.sub(share),
-                                           repaired=None if previous is None else previous.repair,
-                                           starts=() if previous is None else (previous.placement,))
-            order.append(budget)
-            order.sort()
+            results[budget] = sample(budget, left)
         return results[budget]
 
-    candidates = budgets(max(1, int(problem.rules.movable.sum())))
+    candidates = budgets(max(1, movable))
     reached: int | None = None
     for i, b in enumerate(candidates):
-        result = point(b, deadline.remaining() / (len(candidates) - i + 1))
+        result = point(b, len(candidates) - i + 1)
         if target_spread is not None and reached is None and result.spread_after <= target_spread + 1e-9:
             reached = b
-        settled = target_spread is None or reached is not None  # sampling stops on a flat curve only past the target
-        if result.spread_after <= 1e-6 or deadline.remaining() <= 0.0 or (
-                settled and _flat(results, order, min_gain_per_move)):
+        settled = target_spread is None or reached is not None  # a flat curve ends sampling only past the target
+        if result.spread_after <= 1e-6 or expired() or (settled and _flat(results, min_gain_per_move)):
             break
-    fewest_proven: bool | None = None
-    start = 0
+    start, fewest_proven = 0, None
     if target_spread is not None and reached is not None:
-        start, fewest_proven = _fewest_to_target(results, order, point, deadline, reached, target_spread)
+        start, fewest_proven = _fewest_to_target(results, point, expired, reached, target_spread)
+    if start == 0 and 1 in results and results[1].spread_after < results[0].spread_after - 1e-6:
+        # Balancing was called for (the planner asks only then): at least the move that helps most is made.
+        start = 1
+    order = sorted(results)
     chosen = _tangent(results, [b for b in order if b >= start], min_gain_per_move)
-    points = tuple(_point(b, results[b]) for b in order)
-    return results[chosen], BudgetChoice(chosen, _why(results, chosen, start, target_spread, reached,
-                                                      min_gain_per_move), points, fewest_proven)
+    sampled = tuple((b, results[b].spread_after, results[b].moves) for b in order)
+    why = _why(results, chosen, start, target_spread, reached, min_gain_per_move)
+    return BudgetChoice(chosen, why, sampled, fewest_proven)
 
 
-def _moves(result: PlanResult) -> int:
-    return result.plan.guests_moved
-
-
-def _flat(results: dict[int, PlanResult], order: list[int], min_gain: float) -> bool:
+def _flat(results: dict[int, Sample], min_gain: float) -> bool:
     """The last two segments of the curve each gained less than half the threshold per move: stop sampling."""
+    order = sorted(results)
     if len(order) < 3:
         return False
     gains = []
     for a, b in zip(order[-3:], order[-2:]):
-        extra = _moves(results[b]) - _moves(results[a])
+        extra = results[b].moves - results[a].moves
         gains.append((results[a].spread_after - results[b].spread_after) / max(1, extra))
     return all(g < 0.5 * min_gain for g in gains)
 
 
-def _fewest_to_target(results, order, point, deadline: Deadline, reached: int, target: float) -> tuple[int, bool]:
-    """The smallest budget that reaches `target`, by bisection below `reached`; and whether "fewest" is proven
+def _fewest_to_target(results: dict[int, Sample], point, expired, reached: int, target: float) -> tuple[int, bool]:
+    """The smallest budget that reaches `target`, by bisection below `reached`, and whether "fewest" is proven
     (the budget just below has a proven lower bound above the target)."""
-    lower = max([b for b in order if b < reached and results[b].spread_after > target + 1e-9], default=-1)
+    lower = max([b for b in results if b < reached and results[b].spread_after > target + 1e-9], default=-1)
     upper = reached
-    while upper - lower > 1 and deadline.remaining() > 0:
+    while upper - lower > 1 and not expired():
         middle = (lower + upper) // 2
-        if point(middle, deadline.remaining() / 4).spread_after <= target + 1e-9:
+        if point(middle, 2).spread_after <= target + 1e-9:
             upper = middle
         else:
             lower = middle
@@ -160,23 +144,22 @@ def _fewest_to_target(results, order, point, deadline: Deadline, reached: int, t
     return upper, proven
 
 
-def _tangent(results: dict[int, PlanResult], budgets_from: list[int], min_gain: float) -> int:
+def _tangent(results: dict[int, Sample], budgets_from: list[int], min_gain: float) -> int:
     """The first budget after which no later sample gains `min_gain` pp per extra migration on average."""
     for i, b in enumerate(budgets_from):
         here = results[b]
-        worth = any((here.spread_after - results[later].spread_after)
-                    >= min_gain * max(1, _moves(results[later]) - _moves(here))
-                    for later in budgets_from[i + 1:] if _moves(results[later]) > _moves(here))
+        worth = any(here.spread_after - results[later].spread_after >= min_gain * (results[later].moves - here.moves)
+                    for later in budgets_from[i + 1:] if results[later].moves > here.moves)
         if not worth:
             return b
     return budgets_from[-1]
 
 
 def _why(results, chosen: int, start: int, target: float | None, reached: int | None, min_gain: float) -> str:
-    spread = results[chosen].spread_after
     parts = []
     if target is not None:
-        parts.append(f"the fewest migrations that reach the target of {target:g} pp need budget {start}"
-                     if reached is not None else f"the target of {target:g} pp was not reached")
-    parts.append(f"budget {chosen} ({spread:.2f} pp): one more migration would gain less than {min_gain:g} pp")
+        parts.append(f"the target of {target:g} pp needs budget {start} at the fewest" if reached is not None
+                     else f"the target of {target:g} pp was not reached")
+    parts.append(f"budget {chosen} ({results[chosen].spread_after:.2f} pp): one more migration would gain less "
+                 f"than {min_gain:g} pp")
     return "; ".join(parts)
