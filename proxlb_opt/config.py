@@ -40,6 +40,12 @@ DEFAULT_MAX_MIGRATIONS = AUTO
 DEFAULT_MIN_GAIN_PER_MOVE = 1.0
 DEFAULT_COOLDOWN_SECONDS = 24 * 3600.0
 DEFAULT_STATE_FILE = "/var/lib/proxlb-opt/state.json"
+
+
+def default_state_file() -> str:
+    """state.json in systemd's STATE_DIRECTORY (set by the unit's StateDirectory=), else DEFAULT_STATE_FILE."""
+    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return str(Path(directory) / "state.json") if directory else DEFAULT_STATE_FILE
 DEFAULT_TIME_LIMIT = 10.0
 #: Percentage points: a spread proven within this of the best possible is reported as optimal, as a MIP
 #: solver reports a solution within its gap tolerance. Far below how much sampled memory use moves.
@@ -135,7 +141,7 @@ class Settings:
     min_gain_per_move: float = DEFAULT_MIN_GAIN_PER_MOVE  # pp per extra optional migration, for AUTO
     target_spread: float | None = None  # pp to aim at when balancing; None: half the balanciness
     cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS  # service: no second balancing move of a guest within
-    state_file: str = DEFAULT_STATE_FILE  # service: what it remembers between rounds (history.py)
+    state_file: str = field(default_factory=default_state_file)  # service: what it remembers between rounds
     pve_rebalancer: str = "leave"  # PVE 9.2's own HA rebalancing on: "leave" its guests to it, or "refuse" to run
     time_limit: float = DEFAULT_TIME_LIMIT
     weights: Mapping[str, int] = field(default_factory=lambda: {"memory": 1, "cpu": 1, "disk": 1})

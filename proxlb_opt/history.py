@@ -43,12 +43,12 @@ class History:
                 continue
             until = record.at + cooldown
             if record.reason == "balance":
-                out[record.vmid] = (f"moved for balance {record.source} → {record.target} {_ago(now - record.at)}; "
-                                    f"not moved again for balance until {_ago(until - now, future=True)} "
+                out[record.vmid] = (f"moved for balance {record.source} → {record.target} {_ago(now - record.at)} ago; "
+                                    f"not moved again for balance for another {_ago(until - now)} "
                                     f"(optimizer.cooldown)")
             elif record.reason == "manual":
-                out[record.vmid] = (f"moved by hand to {record.target} {_ago(now - record.at)} (noticed then); left "
-                                    f"where the admin put it for {_ago(until - now, future=True)} (optimizer.cooldown)")
+                out[record.vmid] = (f"moved by hand to {record.target} (noticed {_ago(now - record.at)} ago); left "
+                                    f"where it was put for another {_ago(until - now)} (optimizer.cooldown)")
         return out
 
     def notice_manual_moves(self, placement: dict[int, str], now: float) -> "History":
@@ -84,12 +84,11 @@ class History:
         return History(moves=moves, last_seen=seen)
 
 
-def _ago(seconds: float, future: bool = False) -> str:
+def _ago(seconds: float) -> str:
+    """A duration for people: 45 s, 12 min, 3.5 h."""
     seconds = max(0.0, seconds)
     if seconds < 120:
-        text = f"{seconds:.0f} s"
-    elif seconds < 7200:
-        text = f"{seconds / 60:.0f} min"
-    else:
-        text = f"{seconds / 3600:.1f} h"
-    return f"in {text}" if future else f"{text} ago"
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -184,7 +184,8 @@ KEYS: tuple[Key, ...] = (
        "service: a guest moved for balance is not moved again for balance within this time, and a guest moved "
        "by hand is left where it was put for this time (mandatory moves excepted)"),
     _k("optimizer", "state_file", "/var/lib/proxlb-opt/state.json", "—", OWN,
-       "service: where it remembers its migrations and the last placement between rounds"),
+       "service: where it remembers its migrations and the last placement between rounds (under systemd's "
+       "`StateDirectory=`, `$STATE_DIRECTORY/state.json`)"),
     _k("optimizer", "pve_rebalancer", "leave", "—", OWN,
        "when PVE 9.2's own HA rebalancing is on (`crs: ha-auto-rebalance`): `leave` the HA guests it may move "
        "to it (they count as fixed load) or `refuse` to plan"),

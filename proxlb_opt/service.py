@@ -8,6 +8,11 @@ logged and the loop goes on; SIGTERM/SIGINT end it after the current step, SIGHU
 config before the next round. `service.delay` waits once before the first round, as in ProxLB.
 With `service.daemon: false` (or `--once`) one round runs and the exit code is that round's.
 
+Between rounds the service remembers its migrations and where every guest was (`optimizer.state_file`,
+history.py): a guest it moved for balance is not moved again for balance within `optimizer.cooldown`,
+and a guest found elsewhere than the last round left it (moved by hand, or by PVE) stays where it was
+put for that time; mandatory moves are never held back. A dry run reads the state but never writes it.
+
 `emit` receives every event as a dict: a round's "plan" (with the PlanResult under "result" and
 whether it will be applied under "apply"), the apply steps (apply.Executor's), and "round" at
 the end of each round with its counts.
@@ -15,10 +20,13 @@ the end of each round with its counts.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +36,7 @@ from proxlb_opt.adapters.proxmox import ProxmoxClient, collect_live, ha_master
 from proxlb_opt.apply import Executor, steps_from_plan
 from proxlb_opt.config import Settings, load_settings
 from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError
+from proxlb_opt.history import History, MoveRecord
 from proxlb_opt.planner import PlanResult, make_plan
 from proxlb_opt.report import plan_dict
 
@@ -74,15 +83,24 @@ def migration_gate(settings: Settings, client: ProxmoxClient | None = None, host
 
 
 def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None], *, now: datetime | None = None,
-              hostname: str | None = None) -> Round:
-    """One plan (and apply) of the live cluster; `now` (naive local time) decides the maintenance windows."""
+              hostname: str | None = None, clock: Callable[[], float] = time.time) -> Round:
+    """One plan (and apply) of the live cluster; `now` (naive local time) decides the maintenance windows,
+    `clock` (seconds since the epoch) the cooldowns."""
     outcome = Round()
     try:
         settings = settings.at(now or datetime.now())
         for node, window in settings.scheduled_maintenance:
             log.info("node %s is in maintenance by schedule (%s)", node, window)
         client = ProxmoxClient(settings.api)
-        result = make_plan(collect_live(settings, client), settings)
+        cluster = collect_live(settings, client)
+        placement = {int(cluster.guest_vmid[g]): cluster.node_names[int(cluster.guest_node[g])]
+                     for g in range(cluster.n_guests)}
+        seconds = clock()
+        history = load_history(settings.state_file).notice_manual_moves(placement, seconds)
+        held = history.held(placement, seconds, settings.cooldown_seconds)
+        for vmid, why in sorted(held.items()):
+            log.info("%s stays: %s", vmid, why)
+        result = make_plan(cluster, settings, held=held)
         outcome.result = result
         for warning in result.warnings:
             log.warning(warning)
@@ -97,17 +115,49 @@ def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None], *
         if outcome.gate is not None:
             log.info("%s", outcome.gate)
         if not apply or not outcome.migrations:
+            if not dry_run:
+                save_history(settings.state_file, history.after_round(placement, [], seconds,
+                                                                      settings.cooldown_seconds))
             return outcome
         if result.violations:
             raise ApplyError("the greedy plan breaks rules; not applied")
         report = Executor(client, settings, emit=emit).run(steps_from_plan(plan_dict(result)))
         outcome.done, outcome.failed = report.count("done"), report.count("failed")
+        applied = [MoveRecord(r.step.vmid, r.step.source, r.step.target, seconds, r.step.reason)
+                   for r in report.results if r.state == "done"]
+        for move in applied:
+            placement[move.vmid] = move.target
+        save_history(settings.state_file, history.after_round(placement, applied, seconds, settings.cooldown_seconds))
         if outcome.failed:
             raise ApplyError(f"{outcome.failed} migration(s) failed")
     except ProxlbOptError as exc:
         log.error("%s", exc)
         outcome.error = exc
     return outcome
+
+
+def load_history(path: str) -> History:
+    """The service's state file, or an empty history when there is none or it cannot be read (said once)."""
+    try:
+        return History.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return History()
+    except (OSError, ValueError) as exc:
+        log.warning("state file %s cannot be read (%s); starting without history", path, exc.__class__.__name__)
+        return History()
+
+
+def save_history(path: str, history: History) -> None:
+    """Write the state file atomically (a temporary file, then a rename); a failure is a warning, not an error."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_text(json.dumps(history.to_dict(), indent=1) + "\n", encoding="utf-8")
+        os.replace(temporary, target)
+    except OSError as exc:
+        log.warning("state file %s cannot be written (%s): cooldowns and hand-moved guests are not remembered",
+                    path, exc.strerror or exc.__class__.__name__)
 
 
 def _apply_log_level(settings: Settings) -> None:

@@ -29,6 +29,7 @@ Python-level API for tests (all thread-safe; everything can change while clients
       .set_ha_master(node | AUTO | None)   which node /cluster/ha/status/current names as master
       .set_crs(text | dict | None)         GET /cluster/options `crs`
       .set_ha_resource(vmid, failback=, auto_rebalance=)   HA resource options
+      .set_usage(vmid, memory_used_mib=, cpu_used_milli=)    a guest's live usage (drifting load)
       .set_ha_rules(rules)                 replace the HA rules (cluster.HaRule values)
       .set_pressure(node | vmid, **psi) / .clear_pressure(...)   PSI values from now on (psi.py)
       .ha_log()                            what the simulated CRM did and refused, with times

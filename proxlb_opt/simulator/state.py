@@ -417,6 +417,17 @@ class SimState:
             changes = {k: v for k, v in (("failback", failback), ("auto_rebalance", auto_rebalance)) if v is not None}
             self._set_guest(guest.vmid, **changes)
 
+    def set_usage(self, vmid: int, *, memory_used_mib: int | None = None, cpu_used_milli: int | None = None) -> None:
+        """A guest's live usage from now on (load that drifts between two rounds of a service)."""
+        with self._lock:
+            guest = self._guests[int(vmid)]
+            changes = {}
+            if memory_used_mib is not None:
+                changes["mem_used_mib"] = max(0, min(int(memory_used_mib), guest.mem_mib))
+            if cpu_used_milli is not None:
+                changes["cpu_used_milli"] = max(0, int(cpu_used_milli))
+            self._set_guest(guest.vmid, **changes)
+
     def set_ha_rules(self, rules: Iterable[HaRule]) -> None:
         """Replace the HA rules (`/cluster/ha/rules`); the CRM applies them in its next round."""
         with self._lock:
