@@ -42,6 +42,7 @@ class RepairResult:
     proven_minimal: bool  # the move count is proven minimal (CP-SAT), not just found
     excess: np.ndarray  # int64[n, k]: how far each node stays over a hard limit's capacity
     notes: tuple[str, ...] = ()
+    excess_proven: bool = False  # the excess is proven the least possible (always so when it is zero)
 
 
 def needs_repair(problem: Problem) -> bool:
@@ -67,7 +68,8 @@ def repair_heuristic(problem: Problem, deadline: Deadline | None = None) -> Repa
         return None
     excess = np.maximum(0, occ.hard - problem.hard.goal)
     return RepairResult(placement=occ.placement.copy(), moves=occ.moves(),
-                        proven_minimal=occ.moves() <= lower_bound_moves(problem) and not excess.any(), excess=excess)
+                        proven_minimal=occ.moves() <= lower_bound_moves(problem) and not excess.any(), excess=excess,
+                        excess_proven=not excess.any())
 
 
 def tightened_limits(problem: Problem, placement: np.ndarray) -> np.ndarray:
@@ -262,8 +264,9 @@ def repair_exact(problem: Problem, solver: SolverSettings, time_limit: float,
     placement = result.placement
     occ = Occupancy(unbounded, placement)
     proven = restrict is None and result.proven.get("excess", False) and result.proven.get("moves", False)
-    return RepairResult(placement=placement, moves=occ.moves(), proven_minimal=proven,
-                        excess=np.maximum(0, occ.hard - problem.hard.goal))
+    excess = np.maximum(0, occ.hard - problem.hard.goal)
+    return RepairResult(placement=placement, moves=occ.moves(), proven_minimal=proven, excess=excess,
+                        excess_proven=not excess.any() or (restrict is None and result.proven.get("excess", False)))
 
 
 def lower_bound_moves(problem: Problem) -> int:
