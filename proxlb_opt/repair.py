@@ -42,7 +42,9 @@ class RepairResult:
     proven_minimal: bool  # the move count is proven minimal (CP-SAT), not just found
     excess: np.ndarray  # int64[n, k]: how far each node stays over a hard limit's capacity
     notes: tuple[str, ...] = ()
-    excess_proven: bool = False  # the excess is proven the least possible (always so when it is zero)
+    # Whether "every node within capacity" is decided exactly: zero excess (a placement), or CP-SAT proved
+    # that no placement reaches zero.
+    excess_proven: bool = False
 
 
 def needs_repair(problem: Problem) -> bool:

@@ -9,8 +9,8 @@ capacity and every rule hold throughout.
 The order. Every movable guest on a node of the rolling set moves at least once (it is still there
 when its node's turn comes, or it left earlier), so the total migrations are at least the movable
 guests on those nodes that may run elsewhere; when no eligible node is outside the set, the first
-node's evacuees all land on nodes still to come and move twice: `lower_bound` adds the fewest
-evacuees of any node. A guest sent to a node that is drained later moves again, so a
+node's evacuees all land on nodes still to come, and those with two or more allowed nodes move again:
+`lower_bound` adds the fewest such evacuees of any node. A guest sent to a node that is drained later moves again, so a
 good order sends evacuees to nodes already done (or outside the set). The order is chosen on a fast
 simulation (the feasibility module, each unit to an allowed node with room, nodes already done
 first, then the least loaded; a guest that may run on its own node only stays there, shut down while
@@ -137,17 +137,21 @@ def _simulate_step(problem: Problem, state: _State, node: int, done: set[int], o
 
 def _lower_bound(problem: Problem, nodes: list[int]) -> int:
     """Movable guests on the nodes to drain that may run on some other eligible node each move at least once.
-    When every eligible node is to be drained, the first node's evacuees all land on nodes still to come and
-    move again: at least the fewest evacuees of any node more."""
-    leaving = []
+    When every eligible node is to be drained, the first node's evacuees land on nodes still to come, and
+    each one with two or more allowed nodes must leave that one too: at least the fewest such evacuees of
+    any node more."""
+    eligible = problem.rules.eligible
+    leaving, twice = [], []
     for n in nodes:
-        others = problem.rules.eligible.copy()
+        others = eligible.copy()
         others[n] = False
         on = np.flatnonzero((problem.current == n) & problem.rules.movable)
-        leaving.append(int((problem.rules.allowed[on] & others).any(axis=1).sum()))
-    outside = problem.rules.eligible.copy()
+        go = on[(problem.rules.allowed[on] & others).any(axis=1)]
+        leaving.append(int(go.size))
+        twice.append(int(((problem.rules.allowed[go] & eligible).sum(axis=1) >= 2).sum()))
+    outside = eligible.copy()
     outside[nodes] = False
-    return sum(leaving) + (min(leaving) if leaving and not outside.any() else 0)
+    return sum(leaving) + (min(twice) if twice and not outside.any() else 0)
 
 
 def choose_order(problem: Problem, nodes: list[int], times: TimeModel,

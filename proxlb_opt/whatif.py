@@ -774,8 +774,9 @@ def room(cluster: Cluster, settings: Settings, shape: Shape, tags: tuple[str, ..
 
     Exact, by one of: the per-node argument (identical guests in no affinity group: every node takes what
     it takes whatever the others do, so filling each node until it refuses the next one is the maximum);
-    CP-SAT maximizing the count (an affinity group, or `keep_n_plus_1`: every single-node failure that has
-    an exact answer today must stay as good, with the new guests restarting too). The greedy count is a
+    the one-node argument (an affinity group: all on one node, so the best node's fill); CP-SAT maximizing
+    the count (`keep_n_plus_1`: every single-node failure that has an exact answer today must stay as
+    good, with the new guests restarting too). The greedy count is a
     valid placement, so a lower bound; the hard-limit arithmetic per node an upper bound."""
     started = time.perf_counter()
     deadline = deadline or Deadline(settings.time_limit)
@@ -804,7 +805,8 @@ def room(cluster: Cluster, settings: Settings, shape: Shape, tags: tuple[str, ..
         lower = sum(counts.values())
         upper = min(upper, max((_fill_nodes(p, new, np.array([n]))[1][int(n)] for n in eligible), default=0))
     placement = occ.placement.copy()
-    method, exact = ("per-node argument", True) if not grouped else ("greedy (lower bound)", lower >= upper)
+    # An affinity group puts every new guest on one node: the best single node's fill is then the maximum.
+    method, exact = ("per-node argument", True) if not grouped else ("one-node argument", lower >= upper)
     total = lower
     if keep_n_plus_1:
         robust = _robust_count(base, scenario, ha_only, placement, deadline, notes)
@@ -1264,6 +1266,7 @@ def growth(cluster: Cluster, settings: Settings, factors: Mapping[str, float], h
                                                                                  else 1000), 2)
               for k in range(len(problem.hard.names)) if repaired.excess[:, k].any()}
     fits = not excess
+    proven = fits or repaired.excess_proven or _over_in_total(problem)
     n1 = None
     spread = bound = status = None
     if fits:
@@ -1273,10 +1276,20 @@ def growth(cluster: Cluster, settings: Settings, factors: Mapping[str, float], h
             planned = plan_problem(replace(problem.with_budget(None), settings=replace(scenario, balanciness=0.0)),
                                    "cpsat", deadline.sub(deadline.remaining()), repaired=repaired)
             spread, bound, status = round(planned.spread_after, 2), planned.bound, planned.status
-    return GrowthResult(factors=dict(factors), fits=fits, fits_proven=fits or repaired.excess_proven, excess=excess,
+    return GrowthResult(factors=dict(factors), fits=fits, fits_proven=proven, excess=excess,
                         moves_to_fit=int(repaired.moves), n_plus_1=n1, spread=spread,
                         spread_bound=None if bound is None else round(bound, 2), spread_status=status,
                         seconds=time.perf_counter() - started, notes=tuple(notes))
+
+
+def _over_in_total(problem: Problem) -> bool:
+    """A counting proof that no placement fits: under some relieved (physical) limit the whole cluster's load,
+    which no move changes, exceeds the sum of the nodes' capacities."""
+    hard = problem.hard
+    if not hard.names:
+        return False
+    total = hard.base.sum(axis=0) + hard.demand.sum(axis=0)
+    return bool((hard.relieve & (total > hard.goal.sum(axis=0))).any())
 
 
 @dataclass(frozen=True)
