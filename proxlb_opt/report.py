@@ -308,6 +308,7 @@ def n_plus_dict(result, cluster) -> dict[str, Any]:
         "version": 1, "scenario": "n-plus", "cluster": cluster.name, "k": result.k, "ha_only": result.ha_only,
         "restart_memory": "assigned", "holds": result.holds, "proven": result.proven, "complete": result.complete,
         "sets_total": result.sets_total, "sets_checked": result.sets_checked, "seconds": _r(result.seconds, 2),
+        "decided_seconds": _r(result.decided_seconds, 2),
         "failures": [failure_dict(f, cluster) for f in result.failures], "notes": list(result.notes),
     }
 
@@ -449,10 +450,10 @@ def rolling_markdown(d: dict[str, Any]) -> str:
         lines.append(f"2. Migrate ({s['migrations']} moves, {s['waves']} waves, predicted "
                      f"{_duration(s['predicted_seconds'])}):")
         if s["plan"]:
-            lines += ["", "   | wave | guest | from | to | mode | predicted |", "   |---:|---|---|---|---|---:|"]
+            lines += ["", "   | wave | guest | from | to | why | mode | predicted |", "   |---:|---|---|---|---|---|---:|"]
             for m in s["plan"]:
-                lines.append(f"   | {m['wave'] + 1} | {m['vmid']} {m['name']} | {m['from']} | {m['to']} | {m['mode']} | "
-                             f"{_duration(m['seconds'])} |")
+                lines.append(f"   | {m['wave'] + 1} | {m['vmid']} {m['name']} | {m['from']} | {m['to']} | {m['reason']} | "
+                             f"{m['mode']} | {_duration(m['seconds'])} |")
             lines.append("")
         if s["stays"]:
             lines.append(f"   Stay on {s['node']} (may run there only; down while it is): "
@@ -493,8 +494,9 @@ def n_plus_summary(d: dict[str, Any]) -> str:
     holds = {True: "holds", False: "does NOT hold", None: "holds for every set checked (not all were)"}[d["holds"]]
     proof = "every answer exact" if d["proven"] else "some answers are heuristic (time limit)"
     lines = [f"N+{d['k']} {holds}: {d['sets_checked']} of {d['sets_total']} failed sets checked, {proof}, "
-             f"{d['seconds']:.1f} s. Restarted guests count their assigned memory; 'max load' is the highest "
-             f"surviving node's percent ('(min)': proven the least possible)."]
+             f"decided in {d['decided_seconds']:.1f} s ({d['seconds']:.1f} s with the highest loads minimized). "
+             f"Restarted guests count their assigned memory; 'max load' is the highest surviving node's percent "
+             f"('(min)': proven the least possible)."]
     lines += [f"note: {n}" for n in d["notes"]]
     return "\n".join(lines)
 
@@ -605,3 +607,58 @@ def curve_text(d: dict[str, Any]) -> Group:
                        "" if p["worst_max_load"] is None else f"{p['worst_max_load']:.1f} %",
                        "" if p["spread"] is None else f"{p['spread']:.2f} pp")
     return Group(table, points, Text("\n".join(f"note: {n}" for n in d["notes"])))
+
+
+def n_plus_markdown(d: dict[str, Any]) -> str:
+    """The N+k table as Markdown (benchmarks/results/whatif/), worst first."""
+    who = "HA-managed" if d["ha_only"] else "all"
+    lines = [f"# N+{d['k']}: {d['cluster']}", "",
+             f"{who.capitalize()} guests of the failed node(s) restarted on the others, nothing else moving. "
+             + n_plus_summary(d).replace("\n", " "), "",
+             "| failed | fits | answer | restarted | without a home | max load after | not restarted | blocking |",
+             "|---|---|---|---:|---:|---:|---|---|"]
+    for f in d["failures"]:
+        homeless = ", ".join(f"{g['vmid']} {g['name']}" for g in f["unplaced_guests"]) or "—"
+        load = "—" if f["max_load"] is None else f"{f['max_load']:.1f} % {f['max_load_node']}" + (
+            " (min)" if f["max_load_proven"] else "")
+        skipped = ", ".join(f"{len(v)} {k}" for k, v in f["not_restarted"].items()) or "—"
+        blocking = "; ".join(f["blocking"]).replace("|", "/") or "—"
+        lines.append(f"| {', '.join(f['nodes'])} | {_yes(f['fits'])} | {f['answer']} ({f['method']}) | "
+                     f"{f['restarted']} | {homeless} | {load} | {skipped} | {blocking} |")
+    return "\n".join(lines) + "\n"
+
+
+def room_markdown(d: dict[str, Any]) -> str:
+    n1 = ", keeping N+1" if d["keep_n_plus_1"] else ""
+    tags = f" with tags {', '.join(d['tags'])}" if d["tags"] else ""
+    nodes = list(d["shapes"][0]["per_node"]) if d["shapes"] else []
+    lines = [f"# Room for new guests{tags}{n1}: {d['cluster']}", "",
+             "Nothing that runs moves; nodes in maintenance take none. 'exact' says how it is proven.", "",
+             "| shape | total | answer | " + " | ".join(nodes) + " |",
+             "|---|---:|---|" + "---:|" * len(nodes)]
+    for e in d["shapes"]:
+        answer = f"exact ({e['method']})" if e["exact"] else f"between {e['lower_bound']} and {e['upper_bound']} ({e['method']})"
+        lines.append(f"| {e['shape']} | {e['total']} | {answer} | " + " | ".join(str(e["per_node"][n]) for n in nodes) + " |")
+    for e in d["shapes"]:
+        lines += ["", f"What stops one more {e['shape']}:", ""]
+        lines += [f"- {n}: {why}" for n, why in e["limiting"].items()]
+        lines += [f"- note: {n}" for n in e["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def curve_markdown(d: dict[str, Any]) -> str:
+    names = {"fits": "everything fits", "n_plus_1": "N+1 (no single-node failure worse than today)",
+             "balanced": "a spread ≤ balanciness is reachable"}
+    lines = [f"# Growth curve: {d['cluster']} ({', '.join(d['resources'])} grown alike)", "",
+             "| property | holds up to | fails at | answer |", "|---|---:|---:|---|"]
+    for name, t in d["thresholds"].items():
+        holds = "—" if t["holds_at"] is None else format(t["holds_at"], ".3f")
+        fails = "not below 4" if t["fails_at"] is None else format(t["fails_at"], ".3f")
+        lines.append(f"| {names.get(name, name)} | {holds} | {fails} | {t['answer']} |")
+    lines += ["", "| factor | fits | N+1 | worst max load after a failure | reachable spread |", "|---:|---|---|---:|---:|"]
+    for p in d["points"]:
+        lines.append(f"| {p['factor']:.3f} | {_yes(p['fits'])} | {_yes(p['n_plus_1'])} | "
+                     f"{'—' if p['worst_max_load'] is None else format(p['worst_max_load'], '.1f') + ' %'} | "
+                     f"{'—' if p['spread'] is None else format(p['spread'], '.2f') + ' pp'} |")
+    lines += [""] + [f"- {n}" for n in d["notes"]]
+    return "\n".join(lines) + "\n"

@@ -89,7 +89,7 @@ class FailureResult:
     nodes: tuple[str, ...]
     fits: bool
     proven: bool
-    method: str  # greedy | cp-sat | aggregate room | time limit
+    method: str  # greedy (a placement) | counting proof | cp-sat | time limit (not decided) 
     restarted: int  # guests that need a home
     unplaced: tuple[int, ...]  # vmids left without a home in the best placement found
     unplaced_lower_bound: int  # proven: at least this many are left without a home
@@ -116,6 +116,7 @@ class NPlusK:
     sets_total: int
     sets_checked: int
     seconds: float
+    decided_seconds: float = 0.0  # when every checked set's fits answer was in (before the highest loads were minimized)
     notes: tuple[str, ...] = ()
 
     @property
@@ -359,10 +360,7 @@ def check_failed_set(base: Problem, failed: tuple[int, ...], ha_only: bool, dead
     unplaced = sorted(set(homeless) | {int(g) for m in best_left for g in m})
     short, lower = _aggregate_shortfall(p, start, movers, homeless)
     method, peak_proven = "greedy", False
-    others = [g for g in unplaced if g not in set(homeless)]
-    if others and len(unplaced) <= lower:
-        method = "aggregate room"
-    run_solver = exact and (others and len(unplaced) > lower or minimize_peak)
+    run_solver = exact and (len(unplaced) > lower or minimize_peak)
     if run_solver and deadline.remaining() > 0.1 and _variables(p, movers) <= MAX_EXACT_VARIABLES:
         optional = np.zeros(p.cluster.n_guests, dtype=bool)
         optional[movers] = True
@@ -383,8 +381,9 @@ def check_failed_set(base: Problem, failed: tuple[int, ...], ha_only: bool, dead
         if not result.found and unplaced:
             notes.append("CP-SAT found nothing better in time")
     proven = len(unplaced) <= lower
-    if unplaced and not proven and method == "greedy":
-        method = "time limit" if exact else "greedy"
+    if unplaced and method == "greedy":
+        # The greedy left as many without a home as a counting argument proves must be: no solver needed.
+        method = "counting proof" if proven else ("time limit" if exact else "greedy")
     _placement_check(base, scenario, placement, unplaced)
     blocking: tuple[str, ...] = ()
     if unplaced:
@@ -478,6 +477,7 @@ def n_plus_k(cluster: Cluster, settings: Settings, k: int = 1, ha_only: bool = F
             break
         share = deadline.sub(deadline.remaining() / (len(open_sets) - i))
         results[failed] = check_failed_set(base, failed, ha_only, share, exact=True, explain=True)
+    decided = time.perf_counter() - started
     # Third pass, with what is left: the least possible highest load, exactly, where the model is small.
     for failed in sorted(results, key=lambda f: _severity(results[f])):
         r = results[failed]
@@ -488,13 +488,15 @@ def n_plus_k(cluster: Cluster, settings: Settings, k: int = 1, ha_only: bool = F
         share = deadline.sub(min(deadline.remaining() * 0.5, max(0.5, deadline.remaining() / len(results))))
         better = check_failed_set(base, failed, ha_only, share, exact=True, explain=False, minimize_peak=True)
         if better.fits == r.fits and len(better.unplaced) <= len(r.unplaced):
-            results[failed] = replace(better, blocking=r.blocking if better.unplaced else ())
+            # Keep how the fits answer was decided (the method) when it already was exact.
+            results[failed] = replace(better, blocking=r.blocking if better.unplaced else (),
+                                      method=r.method if r.proven else better.method)
     if len(quick) < len(sets):
         notes.append(f"only {len(quick)} of {len(sets)} sets of {k} node(s) were checked within the time limit "
                      f"(the heaviest first); the others are not covered by this answer")
     ordered = sorted(results.values(), key=_severity)
     return NPlusK(k=k, ha_only=ha_only, failures=tuple(ordered), sets_total=len(sets), sets_checked=len(quick),
-                  seconds=time.perf_counter() - started, notes=tuple(notes))
+                  seconds=time.perf_counter() - started, decided_seconds=decided, notes=tuple(notes))
 
 
 def _severity(result: FailureResult) -> tuple:

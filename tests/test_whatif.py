@@ -103,7 +103,7 @@ def test_anti_affinity_stays_strict_after_a_failure():
 def test_pinned_guest_is_named_without_a_solver():
     c = three_nodes(guest(1, "a", "4G", tags=["plb_pin_a"]), guest(2, "a", "4G"))
     f = whatif.check_failed_set(build_problem(c, fast()), (0,), False, Deadline(5))
-    assert not f.fits and f.proven and f.unplaced == (1,) and f.method == "greedy"
+    assert not f.fits and f.proven and f.unplaced == (1,) and f.method == "counting proof"
     assert f.blocking == ("tags plb_pin_a: vm:1 (g1) may run on failed nodes only",)
 
 
