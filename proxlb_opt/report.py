@@ -502,19 +502,20 @@ def n_plus_summary(d: dict[str, Any]) -> str:
 
 
 def room_table(d: dict[str, Any]) -> Table:
+    """Nodes as rows, one column per shape; the total and how it is proven last."""
     n1 = " while keeping N+1" if d["keep_n_plus_1"] else ""
     tags = f" with tags {', '.join(d['tags'])}" if d["tags"] else ""
     table = Table(title=f"Room for new guests{tags}{n1} (nothing that runs moves)", title_justify="left")
     nodes = list(d["shapes"][0]["per_node"]) if d["shapes"] else []
-    table.add_column("shape")
-    table.add_column("total", justify="right")
-    table.add_column("answer")
-    for n in nodes:
-        table.add_column(n, justify="right")
+    table.add_column("node")
     for e in d["shapes"]:
-        answer = f"exact ({e['method']})" if e["exact"] else \
-            f"{e['lower_bound']}–{e['upper_bound']} ({e['method']})"
-        table.add_row(e["shape"], str(e["total"]), answer, *[str(e["per_node"].get(n, 0)) for n in nodes])
+        table.add_column(e["shape"], justify="right")
+    for n in nodes:
+        table.add_row(n, *[str(e["per_node"].get(n, 0)) for e in d["shapes"]])
+    table.add_section()
+    table.add_row("total", *[str(e["total"]) for e in d["shapes"]])
+    table.add_row("answer", *[f"exact ({e['method']})" if e["exact"] else
+                              f"{e['lower_bound']}–{e['upper_bound']} ({e['method']})" for e in d["shapes"]])
     return table
 
 

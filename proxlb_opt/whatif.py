@@ -811,8 +811,16 @@ def room(cluster: Cluster, settings: Settings, shape: Shape, tags: tuple[str, ..
     method, exact = ("per-node argument", True) if not grouped else ("one-node argument", lower >= upper)
     total = lower
     if keep_n_plus_1:
-        robust = _robust_count(base, scenario, ha_only, placement, deadline, notes)
+        # The count without N+1 bounds the count with it: the joint model gets that many candidates (one more
+        # for the refusals), which keeps it small.
+        bound = lower if exact else upper
+        scenario = new_guest_scenario(base, [(shape, bound + 1)], tags)
+        p, new = scenario.problem, scenario.new
+        robust = _robust_count(base, scenario, ha_only, deadline, notes)
         placement, total, exact, method, lower, upper = robust
+        upper = min(upper, bound)
+        exact = total >= upper
+        method = "cp-sat (with N+1)" if exact else method
     elif grouped and not exact and deadline.remaining() > 0.1:
         result = _count_exact(p, new, placement, deadline)
         if result is not None:
@@ -973,14 +981,15 @@ def _robust_greedy(p0: Problem, new: np.ndarray, copies: list, deadline: Deadlin
     return occ.placement.copy()
 
 
-def _robust_solve(base: Problem, scenario: NewGuests, ha_only: bool, hint: np.ndarray, deadline: Deadline,
-                  notes: list[str], stages: tuple[str, ...] = ("unplaced",), identical: list[list[int]] | None = None):
+def _robust_solve(base: Problem, scenario: NewGuests, ha_only: bool, deadline: Deadline, notes: list[str],
+                  stages: tuple[str, ...] = ("unplaced",), identical: list[list[int]] | None = None):
     """Greedy, then the joint CP-SAT model: (placement, count, proven upper bound on the count, copies)."""
     p0, new = scenario.problem, scenario.new
     kept = _kept_failures(base, ha_only, deadline.sub(deadline.remaining() * 0.2), notes)
     copies = [_failure_copy(base, scenario, n, ha_only, u) for n, u in kept]
     greedy = _robust_greedy(p0, new, copies, deadline.sub(deadline.remaining() * 0.3))
     placement, upper = greedy, len(new)
+    solved = False
     optional = np.zeros(p0.cluster.n_guests, dtype=bool)
     optional[new] = True
     variables = _variables(p0, new) + sum(_variables(c.problem, np.concatenate([c.displaced, c.new_guests]))
@@ -990,6 +999,7 @@ def _robust_solve(base: Problem, scenario: NewGuests, ha_only: bool, hint: np.nd
         for same in (identical if identical is not None else [[int(g) for g in new]]):
             order_identical(built0, same)
         result = solve_stages(built0, solver_of(base.settings), deadline.remaining(), stages, decode_also=built)
+        solved = True
         if result.found:
             count = int((result.placement[new] >= 0).sum())
             if count >= int((greedy[new] >= 0).sum()):
@@ -1000,7 +1010,7 @@ def _robust_solve(base: Problem, scenario: NewGuests, ha_only: bool, hint: np.nd
             raise InternalError("the N+1-keeping model is infeasible although adding nothing is a solution")
     else:
         notes.append(f"the joint model would have {variables} variables: greedy count only")
-    return placement, int((placement[new] >= 0).sum()), upper, int((greedy[new] >= 0).sum())
+    return placement, int((placement[new] >= 0).sum()), upper, int((greedy[new] >= 0).sum()), solved
 
 
 def _check_copies(base: Problem, scenario: NewGuests, placement: np.ndarray, extra: dict, copies: list) -> None:
@@ -1028,12 +1038,12 @@ def _check_copies(base: Problem, scenario: NewGuests, placement: np.ndarray, ext
             raise InternalError(f"the checker rejected the placement after {copy.name} fails: {violations[0].message}")
 
 
-def _robust_count(base: Problem, scenario: NewGuests, ha_only: bool, hint: np.ndarray, deadline: Deadline,
-                  notes: list[str]):
-    placement, total, upper, greedy_total = _robust_solve(base, scenario, ha_only, hint, deadline, notes)
+def _robust_count(base: Problem, scenario: NewGuests, ha_only: bool, deadline: Deadline, notes: list[str]):
+    placement, total, upper, greedy_total, solved = _robust_solve(base, scenario, ha_only, deadline, notes)
     exact = total >= upper
-    return placement, total, exact, "cp-sat (with N+1)" if exact else "greedy (lower bound, with N+1)", \
-        greedy_total, max(upper, total)
+    method = "cp-sat (with N+1)" if exact else ("cp-sat, not proven (with N+1)" if solved
+                                                else "greedy (lower bound, with N+1)")
+    return placement, total, exact, method, greedy_total, max(upper, total)
 
 
 def _identical(scenario: NewGuests) -> list[list[int]]:
@@ -1068,7 +1078,7 @@ def add_guests(cluster: Cluster, settings: Settings, requests: list[tuple[int, S
     placement = best[0].placement.copy()
     method, proven, spread_proven = "greedy", not best[1], False
     if keep_n_plus_1:
-        placement, _, upper, _ = _robust_solve(base, scenario, ha_only, placement, deadline, notes,
+        placement, _, upper, _, _ = _robust_solve(base, scenario, ha_only, deadline, notes,
                                                stages=("unplaced", "spread"), identical=_identical(scenario))
         placed = int((placement[new] >= 0).sum())
         method, proven = "cp-sat (with N+1)", placed >= upper or placed == len(new)
