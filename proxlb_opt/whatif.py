@@ -778,8 +778,8 @@ def room(cluster: Cluster, settings: Settings, shape: Shape, tags: tuple[str, ..
     it takes whatever the others do, so filling each node until it refuses the next one is the maximum);
     the one-node argument (an affinity group: all on one node, so the best node's fill); CP-SAT maximizing
     the count (`keep_n_plus_1`: every single-node failure that has an exact answer today must stay as
-    good, with the new guests restarting too). The greedy count is a
-    valid placement, so a lower bound; the hard-limit arithmetic per node an upper bound."""
+    good, with the new guests restarting too; the greedy count, a valid placement, is the lower bound and
+    the count without N+1 an upper bound)."""
     started = time.perf_counter()
     deadline = deadline or Deadline(settings.time_limit)
     base = build_problem(cluster, settings)
@@ -793,27 +793,22 @@ def room(cluster: Cluster, settings: Settings, shape: Shape, tags: tuple[str, ..
     notes: list[str] = []
     grouped = any(p.affinity_of[int(g)] for g in new[:1])
     if not grouped:
-        occ, counts, limiting = _fill_nodes(p, new, eligible)
-        lower = sum(counts.values())
+        occ, counts, _ = _fill_nodes(p, new, eligible)
+        method = "per-node argument"
     else:
-        # An affinity group: every new guest on one node (with the group's members that stay, if any).
-        best = None
-        for n in eligible:
-            trial = _fill_nodes(p, new, np.array([n]))
-            if best is None or sum(trial[1].values()) > sum(best[1].values()):
-                best = trial
-        assert best is not None
-        occ, counts, limiting = best
-        lower = sum(counts.values())
-        upper = min(upper, max((_fill_nodes(p, new, np.array([n]))[1][int(n)] for n in eligible), default=0))
+        # An affinity group puts every new guest on one node (with the group's members that stay, if any):
+        # the best single node's fill is the maximum.
+        fills = [_fill_nodes(p, new, np.array([n])) for n in eligible]
+        occ, counts, _ = max(fills, key=lambda fill: sum(fill[1].values()))
+        method = "one-node argument"
     placement = occ.placement.copy()
-    # An affinity group puts every new guest on one node: the best single node's fill is then the maximum.
-    method, exact = ("per-node argument", True) if not grouped else ("one-node argument", lower >= upper)
+    lower = upper = sum(counts.values())
+    exact = True
     total = lower
     if keep_n_plus_1:
         # The count without N+1 bounds the count with it: the joint model gets that many candidates (one more
         # for the refusals), which keeps it small.
-        bound = lower if exact else upper
+        bound = upper
         scenario = new_guest_scenario(base, [(shape, bound + 1)], tags)
         p, new = scenario.problem, scenario.new
         robust = _robust_count(base, scenario, ha_only, deadline, notes)
@@ -821,13 +816,6 @@ def room(cluster: Cluster, settings: Settings, shape: Shape, tags: tuple[str, ..
         upper = min(upper, bound)
         exact = total >= upper
         method = "cp-sat (with N+1)" if exact else method
-    elif grouped and not exact and deadline.remaining() > 0.1:
-        result = _count_exact(p, new, placement, deadline)
-        if result is not None:
-            placement, total, proven_upper = result
-            lower = max(lower, total)
-            upper = min(upper, proven_upper)
-            exact, method = total >= upper, "cp-sat"
     placed = [int(g) for g in new if placement[g] >= 0]
     _check_new_placement(base, scenario, placement, tags)
     probe = [int(g) for g in new if placement[g] < 0]
@@ -865,21 +853,6 @@ def _check_new_placement(base: Problem, scenario: NewGuests, placement: np.ndarr
     if found:
         raise InternalError(f"the checker rejected a what-if placement of new guests: {found[0].message}")
     return result
-
-
-def _count_exact(problem: Problem, new: np.ndarray, hint: np.ndarray, deadline: Deadline) -> tuple[np.ndarray, int, int] | None:
-    """CP-SAT: the most new guests placed (identical guests placed in order). (placement, count, proven upper
-    bound), or None when nothing was found in time."""
-    optional = np.zeros(problem.cluster.n_guests, dtype=bool)
-    optional[new] = True
-    built = build(problem, BuildOptions(optional=optional, hint=np.asarray(hint, dtype=np.int64)))
-    order_identical(built, [int(g) for g in new])
-    result = solve_stages(built, solver_of(problem.settings), deadline.remaining(), ("unplaced",))
-    if not result.found:
-        return None
-    placement = result.placement
-    count = int(sum(1 for g in new if placement[g] >= 0))
-    return placement, count, len(new) - int(result.bounds.get("unplaced", 0))
 
 
 # ----------------------------------------------------------------------------- keeping N+1 while adding
