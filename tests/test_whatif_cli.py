@@ -66,6 +66,7 @@ def test_add_remove_add_node_growth(model):
     assert growth["fits"] and growth["answer"] == "exact" and growth["n_plus_1"]["failures"]
 
 
+@pytest.mark.slow
 def test_growth_curve_plot_and_rolling_runbook(model, tmp_path):
     png = tmp_path / "curve.png"
     out = run("what-if", "--model", model, "--growth-curve", "--plot", png, "--json", "--time-limit", "20")
