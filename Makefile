@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DEB_PYTHON      ?= /usr/bin/python3
 DEB_COMPRESSION ?= xz
 
-.PHONY: demo test bench bench-quick clean wheel deb man test-packaging
+.PHONY: demo test bench bench-quick whatif-examples whatif-bench clean wheel deb man test-packaging
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick --skip-proxlb --skip-solver --out /tmp/proxlb-opt-bench-quick
+
+# benchmarks/results/whatif/: N+1, room, growth curve and rolling runbook of the demo and enterprise models.
+whatif-examples: $(STAMP)
+	$(BIN)/python -m benchmarks.whatif_examples
+
+# N+1 over every node of generated 64 x 10,000 clusters (mild and hard), timed; appends to results/whatif/.
+whatif-bench: $(STAMP)
+	$(BIN)/python -m benchmarks.whatif_bench
 
 # dist/proxlb_opt-<version>-py3-none-any.whl (what pipx installs from the repository).
 wheel: $(STAMP)

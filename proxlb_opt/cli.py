@@ -561,38 +561,232 @@ def _guest_shape(cpus: Any, memory: Any, disk: Any, tags: Any, guest_type: Any) 
 def what_if(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    n_plus: Optional[int] = typer.Option(None, "--n-plus", help="N+k: can the guests of every set of K failed nodes restart on the others?"),
+    ha_only: bool = typer.Option(False, "--ha-only", help="Restart only HA-managed guests (what PVE HA does)."),
+    room: list[str] = typer.Option([], "--room", help="How many more guests of a shape fit (repeatable), e.g. 4c16G or 8c32G:100G."),
+    add: list[str] = typer.Option([], "--add", help="Do these fit together (repeatable), e.g. 10x4c16G."),
+    tags: Optional[str] = typer.Option(None, "--tags", help="Tags the new guests carry (their rules), ';'- or ','-separated."),
+    keep_n_plus_1: bool = typer.Option(False, "--keep-n-plus-1", help="With --room/--add: no single-node failure may get worse."),
+    remove: list[str] = typer.Option([], "--remove", help="Decommission a node (repeatable): the drain plan, then N+1."),
+    add_node: list[str] = typer.Option([], "--add-node", help="Add a node NAME:CORES:MEMORY[:DISK] (repeatable): the plan, then N+1."),
+    growth: Optional[str] = typer.Option(None, "--growth", help="Grow used memory and CPU: 1.2, or memory=1.3,cpu=1.1[,disk=…]."),
+    growth_curve: bool = typer.Option(False, "--growth-curve", help="The growth factor at which fits / N+1 / balance first fail."),
+    rolling: bool = typer.Option(False, "--rolling", help="Rolling maintenance of NODES (default: all): order, plans, runbook."),
+    nodes: Optional[list[str]] = typer.Argument(None, help="With --rolling: the nodes to drain one by one."),
     drain: list[str] = typer.Option([], "--drain", help="Node to take out (repeatable): do its guests fit elsewhere?"),
-    cpus: Optional[float] = typer.Option(None, help="With --memory: how many more guests of this shape fit?"),
+    cpus: Optional[float] = typer.Option(None, help="With --memory: how many more guests of this shape fit (hard limits only)?"),
     memory: Optional[str] = typer.Option(None, help="Memory of the guest shape (e.g. 8G)."),
     disk: Optional[str] = typer.Option(None, help="Local disk of the guest shape (e.g. 32G)."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="CP-SAT time limit for --drain."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Seconds for the whole command (default: optimizer.time_limit)."),
+    workers: Optional[int] = typer.Option(None, help="CP-SAT worker threads."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON to this file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the answer into this PNG (--n-plus, --room, --growth-curve)."),
+    runbook: Optional[Path] = typer.Option(None, "--runbook", help="With --rolling: also write the Markdown runbook here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Capacity analysis: drain nodes (N+1 checks) and count the room left for guests of a shape."""
+    """Capacity what-if: node failures (N+k), room for new guests, decommission, expansion, growth, rolling maintenance."""
     from proxlb_opt import whatif
-    from proxlb_opt.report import drain_dict, headroom_dict
 
+    started = _STARTED[0]
     _setup_logging(verbose)
-    if not drain and memory is None:
-        raise InputError("what-if needs --drain NODE and/or --cpus N --memory SIZE")
-    settings = _settings(config, time_limit=time_limit)
+    if time_limit is not None and not 0 < time_limit < float("inf"):
+        raise InputError("--time-limit: must be a positive number of seconds")
+    scenarios = [name for name, given in (
+        ("--n-plus", n_plus is not None), ("--room", bool(room)), ("--add", bool(add)), ("--remove", bool(remove)),
+        ("--add-node", bool(add_node)), ("--growth", growth is not None and not growth_curve),
+        ("--growth-curve", growth_curve), ("--rolling", rolling)) if given]
+    legacy = bool(drain) or memory is not None or cpus is not None
+    if len(scenarios) > 1 or (scenarios and legacy):
+        raise InputError(f"what-if answers one question at a time; got {', '.join(scenarios + (['--drain/--memory'] if legacy else []))}")
+    if not scenarios and not legacy:
+        raise InputError("what-if needs a question: --n-plus K, --room SHAPE, --add NxSHAPE, --remove NODE, "
+                         "--add-node SPEC, --growth F, --growth-curve, --rolling [NODES], or --drain / --cpus --memory")
+    if nodes and not rolling:
+        raise InputError(f"unexpected argument {nodes[0]!r} (node names are for --rolling)")
+    if (keep_n_plus_1 or tags) and not (room or add):
+        raise InputError("--tags and --keep-n-plus-1 go with --room or --add")
+    if plot is not None and not (n_plus is not None or room or growth_curve):
+        raise InputError("--plot draws --n-plus, --room and --growth-curve answers")
+    settings = _settings(config, time_limit=time_limit, workers=workers)
+    deadline = Deadline(settings.time_limit, start=started)
     cluster = _load_cluster(model, settings)
-    data: dict[str, Any] = {"version": 1, "cluster": cluster.name}
-    if drain:
-        data["drain"] = drain_dict(whatif.drain(cluster, settings, tuple(drain)))
-    if memory is not None or cpus is not None:
-        shape = _guest_shape(cpus=cpus, memory=memory, disk=disk, tags=None, guest_type="vm")
-        data["headroom"] = headroom_dict(whatif.headroom(cluster, settings, shape), shape)
+    if model is None:
+        log.info("read the live cluster in %.1f s", deadline.elapsed())
+        deadline = Deadline(settings.time_limit)
+    if legacy:
+        data, failed = _what_if_legacy(cluster, settings, drain, cpus, memory, disk, deadline)
+    else:
+        data, failed = _what_if_answer(whatif, cluster, settings, deadline, n_plus=n_plus, ha_only=ha_only, room=room,
+                                       add=add, tags=tags, keep=keep_n_plus_1, remove=remove, add_node=add_node,
+                                       growth=growth, growth_curve=growth_curve, rolling=rolling, nodes=nodes or [])
+    if output is not None:
+        _write_text(output, json.dumps(data, indent=2) + "\n")
+    if runbook is not None:
+        if data.get("scenario") != "rolling":
+            raise InputError("--runbook goes with --rolling")
+        from proxlb_opt.report import rolling_markdown
+
+        _write_text(runbook, rolling_markdown(data))
+    if plot is not None:
+        _what_if_plot(data, plot)
     if as_json:
         _emit_json(data)
     else:
         _stdout().print(_what_if_text(data))
-    if "drain" in data and not data["drain"]["fits"]:
+    if failed:
         raise typer.Exit(4)
 
 
-def _what_if_text(data: dict) -> str:
+def _what_if_legacy(cluster, settings: Settings, drain: list[str], cpus, memory, disk, deadline: Deadline):
+    """--drain and --cpus/--memory (hard limits only), as before: {"drain": …, "headroom": …}."""
+    from proxlb_opt import whatif
+    from proxlb_opt.report import drain_dict, headroom_dict
+
+    if drain and memory is None and cpus is not None:
+        raise InputError("--cpus needs --memory")
+    data: dict[str, Any] = {"version": 1, "cluster": cluster.name}
+    if drain:
+        data["drain"] = drain_dict(whatif.drain(cluster, settings, tuple(drain), deadline))
+    if memory is not None or cpus is not None:
+        shape = _guest_shape(cpus=cpus, memory=memory, disk=disk, tags=None, guest_type="vm")
+        data["headroom"] = headroom_dict(whatif.headroom(cluster, settings, shape), shape)
+    return data, "drain" in data and not data["drain"]["fits"]
+
+
+def _what_if_answer(whatif, cluster, settings: Settings, deadline: Deadline, **q):
+    """Run the one question asked; (JSON dict, whether the answer is a definite "no" → exit 4)."""
+    from proxlb_opt import report
+    from proxlb_opt.problem import build_problem
+
+    ha_only = q["ha_only"]
+    if q["n_plus"] is not None:
+        result = whatif.n_plus_k(cluster, settings, q["n_plus"], ha_only, deadline)
+        data = report.n_plus_dict(result, build_problem(cluster, settings).cluster)
+        return data, data["holds"] is False
+    tags = whatif.parse_tags(q["tags"])
+    if q["room"]:
+        shapes = [whatif.parse_shape(text, "--room") for text in q["room"]]
+        results = []
+        for i, shape in enumerate(shapes):
+            share = deadline.sub(deadline.remaining() / (len(shapes) - i))
+            results.append(whatif.room(cluster, settings, shape, tags, q["keep"], ha_only, share))
+        return report.room_dict(results, cluster.name), False
+    if q["add"]:
+        requests = [whatif.parse_counted_shape(text, "--add") for text in q["add"]]
+        data = report.add_dict(whatif.add_guests(cluster, settings, requests, tags, q["keep"], ha_only, deadline),
+                               cluster.name)
+        return data, not data["fits"]
+    if q["remove"]:
+        data = report.change_dict(whatif.remove_nodes(cluster, settings, tuple(q["remove"]), ha_only, deadline),
+                                  cluster.name)
+        return data, not data["fits"]
+    if q["add_node"]:
+        entries = [whatif.parse_node_spec(text) for text in q["add_node"]]
+        data = report.change_dict(whatif.add_nodes(cluster, settings, entries, ha_only, deadline), cluster.name)
+        return data, not data["fits"]
+    if q["growth_curve"]:
+        resources = ("memory", "cpu")
+        if q["growth"] is not None:
+            factors = whatif.parse_growth(q["growth"])
+            resources = tuple(k for k, v in factors.items() if v != 1.0) or resources
+        curve = whatif.growth_curve(cluster, settings, ha_only, deadline, resources)
+        return report.curve_dict(curve, cluster.name, resources), False
+    if q["growth"] is not None:
+        result = whatif.growth(cluster, settings, whatif.parse_growth(q["growth"]), ha_only, deadline)
+        data = report.growth_dict(result, build_problem(cluster, settings).cluster)
+        return data, not data["fits"]
+    from proxlb_opt.rolling import rolling
+
+    data = report.rolling_dict(rolling(cluster, settings, tuple(q["nodes"]), deadline), cluster.name)
+    return data, not data["complete"]
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _what_if_plot(data: dict, path: Path) -> None:
+    """A PNG of the answer: max load per failed set (N+k), new guests per node (room), or the growth curve."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'proxlb-opt[plot]'") from None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    scenario = data.get("scenario")
+    if scenario == "n-plus":
+        failures = sorted(data["failures"], key=lambda f: f["nodes"])
+        labels = [",".join(f["nodes"]) for f in failures]
+        loads = [f["max_load"] or 0 for f in failures]
+        colors = ["tab:green" if f["fits"] else "tab:red" for f in failures]
+        ax.bar(labels, loads, color=colors)
+        ax.set_ylabel("highest load of a surviving node (%)")
+        ax.set_xlabel("failed node(s) (red: some guests find no home)")
+        ax.set_title(f"{data['cluster']}: N+{data['k']}")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+    elif scenario == "room":
+        nodes = list(data["shapes"][0]["per_node"])
+        width = 0.8 / max(1, len(data["shapes"]))
+        for i, e in enumerate(data["shapes"]):
+            ax.bar([x + i * width for x in range(len(nodes))], [e["per_node"][n] for n in nodes], width=width,
+                   label=f"{e['shape']}: {e['total']} ({e['answer']})")
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(nodes))], nodes, rotation=60, fontsize=7)
+        ax.set_ylabel("new guests that fit")
+        ax.set_title(f"{data['cluster']}: room for new guests" + (" (keeping N+1)" if data["keep_n_plus_1"] else ""))
+        ax.legend()
+    else:
+        points = data["points"]
+        factors = [p["factor"] for p in points]
+        ax.plot(factors, [p["worst_max_load"] if p["worst_max_load"] is not None else float("nan") for p in points],
+                marker="o", label="highest load after the worst single-node failure (%)")
+        ax.plot(factors, [p["spread"] if p["spread"] is not None else float("nan") for p in points], marker="s",
+                label="reachable spread (pp)")
+        names = {"fits": "fits", "n_plus_1": "N+1 as today", "balanced": "balanced"}
+        for (name, t), color in zip(data["thresholds"].items(), ("tab:red", "tab:purple", "tab:gray")):
+            if t["fails_at"] is not None:
+                ax.axvline(t["fails_at"], color=color, linestyle="--",
+                           label=f"{names.get(name, name)} fails at ×{t['fails_at']:.2f} ({t['answer']})")
+        ax.set_xlabel(f"growth factor ({', '.join(data['resources'])})")
+        ax.set_ylabel("percent / percentage points")
+        ax.set_title(f"{data['cluster']}: growth curve")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+    finally:
+        plt.close(fig)
+
+
+def _what_if_text(data: dict):
+    """The terminal rendering of a what-if answer, from its JSON dict (so both always agree)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from proxlb_opt import report
+
+    scenario = data.get("scenario")
+    if scenario == "n-plus":
+        return Group(report.n_plus_table(data), Text(report.n_plus_summary(data)))
+    if scenario == "room":
+        return Group(report.room_table(data), Text(report.room_limits_text(data)))
+    if scenario == "add":
+        return report.add_text(data)
+    if scenario in ("remove", "add-node"):
+        return report.change_text(data)
+    if scenario == "growth":
+        return report.growth_text(data)
+    if scenario == "growth-curve":
+        return report.curve_text(data)
+    if scenario == "rolling":
+        return Text(report.rolling_markdown(data))
     lines = []
     if "drain" in data:
         d = data["drain"]
@@ -606,7 +800,7 @@ def _what_if_text(data: dict) -> str:
             lines.append(f"draining {nodes}: does NOT fit: {d['reason']}")
     if "headroom" in data:
         h = data["headroom"]
-        lines.append(f"room for {h['total']} more guests of {h['shape']}:")
+        lines.append(f"room for {h['total']} more guests of {h['shape']} (hard limits only; --room honours rules):")
         lines += [f"  {node}: {count} (limited by {h['limiting'][node]})" for node, count in h["per_node"].items()]
     return "\n".join(lines)
 

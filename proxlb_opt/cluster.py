@@ -54,7 +54,8 @@ class HaRule:
 
 
 def _readonly(values: Iterable[Any], dtype: Any) -> np.ndarray:
-    array = np.array(list(values), dtype=dtype)
+    # An array is copied as it is: np.array(list(array)) would box every element (slow on 10,000 guests).
+    array = np.array(values, dtype=dtype) if isinstance(values, np.ndarray) else np.array(list(values), dtype=dtype)
     array.setflags(write=False)
     return array
 
@@ -671,7 +672,8 @@ def _subset(cluster: Cluster, keep_nodes: list[int], keep_guests: np.ndarray, re
         guest_vmid=guests_arr(cluster.guest_vmid),
         guest_names=guests_tuple(cluster.guest_names),
         guest_is_ct=guests_arr(cluster.guest_is_ct),
-        guest_node=_readonly((remap[int(n)] for n in cluster.guest_node[gi]), np.int64),
+        guest_node=_readonly(np.array([remap.get(n, -1) for n in range(cluster.n_nodes)], dtype=np.int64)[
+            cluster.guest_node[gi]], np.int64),
         guest_running=guests_arr(cluster.guest_running),
         guest_cpu_milli=guests_arr(cluster.guest_cpu_milli),
         guest_cpu_used_milli=guests_arr(cluster.guest_cpu_used_milli),
@@ -752,3 +754,176 @@ def anonymized(cluster: Cluster) -> Cluster:
             rule["nodes"] = ",".join(node_map.get(n, n) + (sep + prio) for n, sep, prio in parts)
     data["cluster"] = "anonymized"
     return cluster_from_dict(data, source="<anonymized>")
+
+
+# ----------------------------------------------------------------------------- capacity what-if transforms
+#
+# Each returns a new Cluster and leaves its argument as it was; proxlb_opt/whatif.py builds every
+# capacity scenario from them and plans it with the same core and checker as a real plan.
+
+#: Tags that only keep the balancer's hands off a guest (plb_ignore, plb_ignore_<x>): PVE HA ignores them.
+_BALANCER_ONLY_PREFIX = "plb_ignore"
+
+
+def without_guests(cluster: Cluster, drop: np.ndarray) -> Cluster:
+    """The cluster without the guests where drop[g] is true; node usage loses what they used."""
+    drop = np.asarray(drop, dtype=bool)
+    if not drop.any():
+        return cluster
+    running, local, node = cluster.guest_running, cluster.guest_local_disk, cluster.guest_node
+
+    def less(node_used: np.ndarray, guest_used: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        gone = np.bincount(node[mask & drop], weights=guest_used[mask & drop], minlength=cluster.n_nodes)
+        return _readonly(np.maximum(0, node_used - gone.astype(np.int64)), np.int64)
+
+    lighter = dataclasses.replace(
+        cluster,
+        node_mem_used_mib=less(cluster.node_mem_used_mib, cluster.guest_mem_used_mib, running),
+        node_cpu_used_milli=less(cluster.node_cpu_used_milli, cluster.guest_cpu_used_milli, running),
+        node_disk_used_mib=less(cluster.node_disk_used_mib, cluster.guest_disk_used_mib, local),
+    )
+    keep_nodes = list(range(cluster.n_nodes))
+    return _subset(lighter, keep_nodes, ~drop, {n: n for n in keep_nodes})
+
+
+def with_failed(cluster: Cluster, nodes: Iterable[str], restart: np.ndarray | None = None,
+                restart_memory: str = "assigned") -> Cluster:
+    """The cluster right after `nodes` failed, before anything restarted.
+
+    The failed nodes are marked in maintenance: they receive nothing and every guest that restarts must
+    leave them (not "offline": in a model an offline node's guests cannot move at all). Guests on a
+    failed node with restart[g] false (default: every guest there restarts) are gone from the cluster:
+    they wait for their node. Restarting guests lose what only keeps a balancer's hands off them (a
+    lock, plb_ignore tags): HA recovery restarts them regardless. With `restart_memory="assigned"` a
+    running restarted guest counts max(assigned, used) memory as used: a guest that boots again may
+    touch all of its memory, and PVE's static scheduler counts the assigned size too. "used" keeps
+    the figure measured before the failure.
+    """
+    if restart_memory not in ("assigned", "used"):
+        raise ValueError(f"restart_memory must be 'assigned' or 'used', got {restart_memory!r}")
+    failed = sorted({cluster.node_index(n) for n in nodes} - {None})
+    on_failed = np.isin(cluster.guest_node, failed)
+    restart = on_failed.copy() if restart is None else np.asarray(restart, dtype=bool) & on_failed
+    maintenance = np.array(cluster.node_maintenance, dtype=bool)
+    maintenance[failed] = True
+    mem_used = np.array(cluster.guest_mem_used_mib, dtype=np.int64)
+    node_mem_used = np.array(cluster.node_mem_used_mib, dtype=np.int64)
+    if restart_memory == "assigned":
+        grows = restart & cluster.guest_running
+        bigger = np.maximum(mem_used, cluster.guest_mem_mib)
+        np.add.at(node_mem_used, cluster.guest_node[grows], (bigger - mem_used)[grows])
+        mem_used = np.where(grows, bigger, mem_used)
+    tags, locks = list(cluster.guest_tags), list(cluster.guest_lock)
+    for g in np.flatnonzero(restart):
+        tags[g] = tuple(t for t in tags[g] if not t.startswith(_BALANCER_ONLY_PREFIX))
+        locks[g] = None
+    failed_cluster = dataclasses.replace(
+        cluster, node_maintenance=_readonly(maintenance, bool), guest_mem_used_mib=_readonly(mem_used, np.int64),
+        node_mem_used_mib=_readonly(node_mem_used, np.int64), guest_tags=tuple(tags), guest_lock=tuple(locks))
+    return without_guests(failed_cluster, on_failed & ~restart)
+
+
+def with_added_guests(cluster: Cluster, guests: Iterable[Mapping[str, Any]]) -> Cluster:
+    """The cluster plus new guests (model-file guest entries, appended in order); their nodes' usage
+    includes them. Array based: fast on large clusters (with_guest re-reads the whole model)."""
+    entries = list(guests)
+    if not entries:
+        return cluster
+    reader = _Reader(cluster.source or "<what-if>")
+    node_index = {name: i for i, name in enumerate(cluster.node_names)}
+    new = [_read_guest(reader, entry, cluster.n_guests + i, node_index) for i, entry in enumerate(entries)]
+    taken = {int(v) for v in cluster.guest_vmid}
+    for i, g in enumerate(new):
+        if g["vmid"] in taken:
+            raise reader.fail(f"new guest {i}", f"vmid {g['vmid']} is already in the cluster")
+        taken.add(g["vmid"])
+
+    def col(existing: np.ndarray, key: str) -> np.ndarray:
+        return _readonly(np.concatenate([np.asarray(existing), np.array([g[key] for g in new], dtype=existing.dtype)]),
+                         existing.dtype)
+
+    def bump(node_used: np.ndarray, key: str, mask_key: str) -> np.ndarray:
+        out = np.array(node_used, dtype=np.int64)
+        for g in new:
+            if g[mask_key]:
+                out[g["node"]] += g[key]
+        return _readonly(out, np.int64)
+
+    return dataclasses.replace(
+        cluster,
+        node_mem_used_mib=bump(cluster.node_mem_used_mib, "mem_used_mib", "running"),
+        node_cpu_used_milli=bump(cluster.node_cpu_used_milli, "cpu_used_milli", "running"),
+        node_disk_used_mib=bump(cluster.node_disk_used_mib, "disk_used_mib", "local_disk"),
+        guest_vmid=col(cluster.guest_vmid, "vmid"),
+        guest_names=cluster.guest_names + tuple(g["name"] for g in new),
+        guest_is_ct=col(cluster.guest_is_ct, "is_ct"),
+        guest_node=col(cluster.guest_node, "node"),
+        guest_running=col(cluster.guest_running, "running"),
+        guest_cpu_milli=col(cluster.guest_cpu_milli, "cpu_milli"),
+        guest_cpu_used_milli=col(cluster.guest_cpu_used_milli, "cpu_used_milli"),
+        guest_mem_mib=col(cluster.guest_mem_mib, "mem_mib"),
+        guest_mem_used_mib=col(cluster.guest_mem_used_mib, "mem_used_mib"),
+        guest_disk_mib=col(cluster.guest_disk_mib, "disk_mib"),
+        guest_disk_used_mib=col(cluster.guest_disk_used_mib, "disk_used_mib"),
+        guest_local_disk=col(cluster.guest_local_disk, "local_disk"),
+        guest_tags=cluster.guest_tags + tuple(g["tags"] for g in new),
+        guest_pool=cluster.guest_pool + tuple(g["pool"] for g in new),
+        guest_ha=col(cluster.guest_ha, "ha"),
+        guest_lock=cluster.guest_lock + tuple(g["lock"] for g in new),
+        guest_template=col(cluster.guest_template, "template"),
+        guest_psi=_pad_rows(cluster.guest_psi, len(new)),  # no pressure figures for guests that do not exist yet
+    )
+
+
+def _pad_rows(array: np.ndarray, count: int, value: Any = 0) -> np.ndarray:
+    """`array` with `count` more rows of `value` (per-guest or per-node figures of added guests or nodes)."""
+    extra = np.full((count, *array.shape[1:]), value, dtype=array.dtype)
+    return _readonly(np.concatenate([np.asarray(array), extra]), array.dtype)
+
+
+def with_added_node(cluster: Cluster, node: Mapping[str, Any]) -> Cluster:
+    """The cluster plus one empty, online node (a model-file node entry), appended last."""
+    reader = _Reader(cluster.source or "<what-if>")
+    entry = _read_node(reader, {k: v for k, v in node.items()}, cluster.n_nodes)
+    if entry["name"] in cluster.node_names:
+        raise reader.fail("new node", f"a node named {entry['name']!r} is already in the cluster")
+    for key in ("mem_used_mib", "cpu_used_milli", "disk_used_mib"):
+        entry[key] = max(0, entry[key])
+
+    def col(existing: np.ndarray, value: Any) -> np.ndarray:
+        return _readonly(np.concatenate([np.asarray(existing), np.array([value], dtype=existing.dtype)]), existing.dtype)
+
+    return dataclasses.replace(
+        cluster,
+        node_names=cluster.node_names + (entry["name"],),
+        node_online=col(cluster.node_online, entry["online"]),
+        node_maintenance=col(cluster.node_maintenance, entry["maintenance"]),
+        node_cpu_milli=col(cluster.node_cpu_milli, entry["cpu_milli"]),
+        node_mem_mib=col(cluster.node_mem_mib, entry["mem_mib"]),
+        node_disk_mib=col(cluster.node_disk_mib, entry["disk_mib"]),
+        node_cpu_used_milli=col(cluster.node_cpu_used_milli, entry["cpu_used_milli"]),
+        node_mem_used_mib=col(cluster.node_mem_used_mib, entry["mem_used_mib"]),
+        node_disk_used_mib=col(cluster.node_disk_used_mib, entry["disk_used_mib"]),
+        node_psi=_pad_rows(cluster.node_psi, 1),
+        node_psi_known=_pad_rows(cluster.node_psi_known, 1, False),
+    )
+
+
+def with_growth(cluster: Cluster, memory: float = 1.0, cpu: float = 1.0, disk: float = 1.0) -> Cluster:
+    """Every guest's used memory, CPU and local disk scaled by the factors (rounded to whole units);
+    node usage follows, host overhead stays. Assigned sizes do not change: a guest whose grown use
+    passes its assigned size counts the grown figure (it would need resizing)."""
+    for name, factor in (("memory", memory), ("cpu", cpu), ("disk", disk)):
+        if not np.isfinite(factor) or factor < 0:
+            raise ValueError(f"growth factor for {name} must be a non-negative number, got {factor!r}")
+
+    def grow(guest_used: np.ndarray, node_used: np.ndarray, factor: float, mask: np.ndarray):
+        grown = np.rint(np.asarray(guest_used, dtype=float) * factor).astype(np.int64)
+        delta = np.bincount(cluster.guest_node[mask], weights=(grown - guest_used)[mask], minlength=cluster.n_nodes)
+        return _readonly(grown, np.int64), _readonly(np.maximum(0, node_used + delta.astype(np.int64)), np.int64)
+
+    mem, node_mem = grow(cluster.guest_mem_used_mib, cluster.node_mem_used_mib, memory, cluster.guest_running)
+    cpus, node_cpu = grow(cluster.guest_cpu_used_milli, cluster.node_cpu_used_milli, cpu, cluster.guest_running)
+    disks, node_disk = grow(cluster.guest_disk_used_mib, cluster.node_disk_used_mib, disk, cluster.guest_local_disk)
+    return dataclasses.replace(cluster, guest_mem_used_mib=mem, node_mem_used_mib=node_mem, guest_cpu_used_milli=cpus,
+                               node_cpu_used_milli=node_cpu, guest_disk_used_mib=disks, node_disk_used_mib=node_disk)

@@ -101,14 +101,15 @@ class Occupancy:
         guests = np.asarray(guests, dtype=np.int64)
         ok = p.rules.eligible & np.asarray(p.cluster.node_online, dtype=bool) & p.rules.allowed[guests].all(axis=0)
         resident = self.placement[guests]
+        placed = resident >= 0  # a lifted guest (best-node, what-if) is on no node yet
         demand = p.hard.demand[guests]  # [m, k]
         # Arriving demand at t: everything except the members already on t.
         already = np.zeros_like(self.hard)
-        np.add.at(already, resident, demand)
+        np.add.at(already, resident[placed], demand[placed])
         arriving = demand.sum(axis=0)[None, :] - already
         ok &= (self.hard + arriving <= p.hard.limit).all(axis=1)
         for i, count in _anti_counts(p, guests.tolist()).items():
-            members_here = [j for j, g in enumerate(guests) if i in p.anti_of[g]]
+            members_here = [j for j, g in enumerate(guests) if i in p.anti_of[g] and placed[j]]
             on = np.bincount(resident[members_here], minlength=p.cluster.n_nodes)
             ok &= self.anti[i] + count - on <= p.rules.anti_affinities[i].per_node_cap
         return ok
@@ -199,6 +200,10 @@ class Occupancy:
         need = self.hard[target] + p.hard.demand[arriving].sum(axis=0) - p.hard.limit[target]
         groups = {i for i, count in _anti_counts(p, arriving).items() if self.anti[i, target] + count > p.anti_caps[i]}
         return need, groups
+
+    def room(self) -> np.ndarray:
+        """int64[n, k]: what each node can still take under each hard limit now (0 when full or over)."""
+        return np.maximum(0, self.problem.hard.limit - self.hard)
 
     def crowded(self) -> list[tuple[int, int, int]]:
         """(group, node, members over the cap) for every anti-affinity group over its cap on a node."""

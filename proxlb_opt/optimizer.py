@@ -168,6 +168,8 @@ def find_repair(problem: Problem, deadline: Deadline, notes: list[str]) -> Repai
         raise SolveTimeoutError(f"no placement that repairs every rule was found within the time limit of "
                                 f"{problem.settings.time_limit:g} s (raise optimizer.time_limit or --time-limit)")
     best = min(options, key=lambda r: (int(r.excess.sum()), r.moves, check.spread(problem, r.placement)))
+    if not best.excess_proven and any(r.excess_proven for r in options):
+        best = replace(best, excess_proven=True)  # CP-SAT proved that no placement is within every capacity
     if best.excess.any():
         notes.append(_excess_note(problem, best))
     if heuristic is not None and best is not heuristic:

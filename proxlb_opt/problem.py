@@ -89,6 +89,17 @@ class Problem:
         loads = self.loads if limits is None else self.loads.with_limits(limits)
         return replace(self, repair_moves=int(moves), loads=loads)
 
+    def restricted(self, mask: np.ndarray) -> "Problem":
+        """The same problem with every movable guest's allowed nodes narrowed to mask[g] (bool[g, n]); a guest
+        whose narrowed set would be empty keeps its own (a preference for a scenario, never a new conflict)."""
+        allowed = self.rules.allowed & np.asarray(mask, dtype=bool)
+        empty = ~allowed.any(axis=1)
+        allowed[empty] = self.rules.allowed[empty]
+        allowed.setflags(write=False)
+        mandatory = self.rules.movable & ~allowed[np.arange(self.cluster.n_guests), self.current]
+        mandatory.setflags(write=False)
+        return replace(self, rules=replace(self.rules, allowed=allowed, mandatory=mandatory))
+
     def keep_in_place(self, guests) -> "Problem":
         """The same problem with `guests` allowed only on their current node (a retry after no safe order)."""
         allowed = self.rules.allowed.copy()
@@ -254,13 +265,14 @@ class Problem:
         return _ro(out)
 
 
-def build_problem(cluster: Cluster, settings: Settings) -> Problem:
+def build_problem(cluster: Cluster, settings: Settings, check_domains: bool = True) -> Problem:
     """Drop `ignore_nodes`, derive the rules and the load model; the budget is the settings' max_migrations.
 
-    The rules' warnings start with the config names that match nothing in the (whole) cluster."""
+    The rules' warnings start with the config names that match nothing in the (whole) cluster.
+    `check_domains=False`: a guest with no node it may run on is left with an empty allowed set (what-if)."""
     unknown = unknown_config_names(cluster, settings)
     cluster = without_nodes(cluster, settings.ignore_nodes)
-    rules = derive_rules(cluster, settings)
+    rules = derive_rules(cluster, settings, check_domains=check_domains)
     if unknown:
         rules = replace(rules, warnings=tuple(unknown) + rules.warnings)
     loads = load_model(cluster, settings)

@@ -42,6 +42,9 @@ class RepairResult:
     proven_minimal: bool  # the move count is proven minimal (CP-SAT), not just found
     excess: np.ndarray  # int64[n, k]: how far each node stays over a hard limit's capacity
     notes: tuple[str, ...] = ()
+    # Whether "every node within capacity" is decided exactly: zero excess (a placement), or CP-SAT proved
+    # that no placement reaches zero.
+    excess_proven: bool = False
     #: The placement of the repair heuristic, when it found one: deterministic, so the allowance (its move
     #: count plus the budget) is the same on every run, and the unit greedy starts from it.
     heuristic: np.ndarray | None = None
@@ -79,7 +82,8 @@ def repair_heuristic(problem: Problem, deadline: Deadline | None = None) -> Repa
         return None
     excess = np.maximum(0, occ.hard - problem.hard.goal)
     return RepairResult(placement=occ.placement.copy(), moves=occ.moves(),
-                        proven_minimal=occ.moves() <= lower_bound_moves(problem) and not excess.any(), excess=excess)
+                        proven_minimal=occ.moves() <= lower_bound_moves(problem) and not excess.any(), excess=excess,
+                        excess_proven=not excess.any())
 
 
 def tightened_limits(problem: Problem, *placements: np.ndarray) -> np.ndarray:
@@ -275,8 +279,9 @@ def repair_exact(problem: Problem, solver: SolverSettings, time_limit: float,
     placement = result.placement
     occ = Occupancy(unbounded, placement)
     proven = restrict is None and result.proven.get("excess", False) and result.proven.get("moves", False)
-    return RepairResult(placement=placement, moves=occ.moves(), proven_minimal=proven,
-                        excess=np.maximum(0, occ.hard - problem.hard.goal))
+    excess = np.maximum(0, occ.hard - problem.hard.goal)
+    return RepairResult(placement=placement, moves=occ.moves(), proven_minimal=proven, excess=excess,
+                        excess_proven=not excess.any() or (restrict is None and result.proven.get("excess", False)))
 
 
 def lower_bound_moves(problem: Problem) -> int:

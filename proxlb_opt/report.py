@@ -552,3 +552,397 @@ def drain_dict(outcome) -> dict[str, Any]:
 def headroom_dict(room, shape: dict[str, Any]) -> dict[str, Any]:
     text = f"{shape['cpus']:g} vCPU / {shape['memory']}" + (f" / {shape['disk']} local disk" if "disk" in shape else "")
     return {"shape": text, "total": room.total, "per_node": room.per_node, "limiting": room.limiting}
+
+
+# ----------------------------------------------------------------------------- capacity what-if
+#
+# Every what-if answer becomes one JSON-ready dict (README.md, "Capacity what-if", documents the
+# schemas); the terminal rendering reads the same dict, so table and JSON never disagree. Every answer
+# says what is exact (proven) and what is a heuristic bound.
+
+
+def _answer(proven: bool) -> str:
+    return "exact" if proven else "heuristic"
+
+
+def _guest_names(cluster, vmids) -> list[dict[str, Any]]:
+    out = []
+    for v in vmids:
+        g = cluster.guest_index(v)
+        out.append({"vmid": int(v), "name": cluster.guest_names[g] if g is not None else ""})
+    return out
+
+
+def failure_dict(f, cluster=None) -> dict[str, Any]:
+    return {
+        "nodes": list(f.nodes), "fits": f.fits, "proven": f.proven, "answer": _answer(f.proven), "method": f.method,
+        "restarted": f.restarted, "unplaced": list(f.unplaced),
+        "unplaced_guests": _guest_names(cluster, f.unplaced) if cluster is not None else [],
+        "unplaced_lower_bound": f.unplaced_lower_bound, "unplaced_proven_minimal": f.unplaced_proven_minimal,
+        "blocking": list(f.blocking), "max_load": f.max_load, "max_load_node": f.max_load_node,
+        "max_load_per_resource": f.max_load_per_resource, "max_load_proven": f.max_load_proven,
+        "not_restarted": {k: list(v) for k, v in f.not_restarted.items()},
+        "restarts": [{"vmid": v, "to": n} for v, n in f.restarts], "seconds": _r(f.seconds, 3), "notes": list(f.notes),
+    }
+
+
+def n_plus_dict(result, cluster) -> dict[str, Any]:
+    return {
+        "version": 1, "scenario": "n-plus", "cluster": cluster.name, "k": result.k, "ha_only": result.ha_only,
+        "restart_memory": "assigned", "holds": result.holds, "proven": result.proven, "complete": result.complete,
+        "sets_total": result.sets_total, "sets_checked": result.sets_checked, "seconds": _r(result.seconds, 2),
+        "decided_seconds": _r(result.decided_seconds, 2),
+        "failures": [failure_dict(f, cluster) for f in result.failures], "notes": list(result.notes),
+    }
+
+
+def room_entry(r) -> dict[str, Any]:
+    return {
+        "shape": r.shape.text, "cpus": r.shape.cpu_milli / 1000, "memory_mib": r.shape.mem_mib,
+        "disk_mib": r.shape.disk_mib, "tags": list(r.tags), "total": r.total, "per_node": r.per_node,
+        "exact": r.exact, "answer": _answer(r.exact), "method": r.method, "lower_bound": r.lower_bound,
+        "upper_bound": r.upper_bound, "limiting": r.limiting, "keep_n_plus_1": r.keep_n_plus_1,
+        "seconds": _r(r.seconds, 2), "notes": list(r.notes),
+    }
+
+
+def room_dict(results, cluster_name: str) -> dict[str, Any]:
+    entries = [room_entry(r) for r in results]
+    data: dict[str, Any] = {"version": 1, "scenario": "room", "cluster": cluster_name,
+                            "keep_n_plus_1": bool(results and results[0].keep_n_plus_1),
+                            "tags": list(results[0].tags) if results else [], "shapes": entries}
+    if len(entries) == 1:
+        # One shape: its figures at the top level too (what automation reads first).
+        for key in ("total", "per_node", "exact", "answer", "method", "lower_bound", "upper_bound", "limiting"):
+            data[key] = entries[0][key]
+    return data
+
+
+def add_dict(r, cluster_name: str) -> dict[str, Any]:
+    return {
+        "version": 1, "scenario": "add", "cluster": cluster_name, "fits": r.fits, "proven": r.proven,
+        "answer": _answer(r.proven), "method": r.method,
+        "requested": [{"shape": s.text, "count": c, "placed": p} for (s, c), p in zip(r.requested, r.placed)],
+        "per_node": r.per_node, "spread_before": r.spread_before, "spread_after": r.spread_after,
+        "spread_proven": r.spread_proven, "max_load": r.max_load, "max_load_node": r.max_load_node,
+        "keep_n_plus_1": r.keep_n_plus_1, "blocking": list(r.blocking), "seconds": _r(r.seconds, 2),
+        "notes": list(r.notes),
+    }
+
+
+def change_dict(r, cluster_name: str) -> dict[str, Any]:
+    data: dict[str, Any] = {"version": 1, "scenario": r.kind, "cluster": cluster_name, "nodes": list(r.nodes),
+                            "fits": r.fits, "reason": r.reason, "spread_before": r.spread_before,
+                            "seconds": _r(r.seconds, 2)}
+    result = r.plan
+    if result is not None:
+        column = RESOURCES.index(result.loads.resources[0])
+        after = check.node_percent(result.problem, result.placement)
+        data.update(
+            plan_status=result.status, spread_after=_r(result.spread_after), bound=_r(result.bound),
+            guests_moved=result.plan.guests_moved, memory_moved_mib=result.memory_moved_mib,
+            predicted_seconds=_r(result.plan.predicted_seconds, 1),
+            nodes_after=[{"name": name, "percent_after": _r(after[n, column])}
+                         for n, name in enumerate(result.cluster.node_names) if result.rules.eligible[n]],
+            migrations=[step_dict(result, s) for s in result.plan.steps])
+    if r.n_plus_1 is not None:
+        n1 = n_plus_dict(r.n_plus_1, result.cluster if result is not None else None)
+        data["n_plus_1"] = {k: v for k, v in n1.items() if k not in ("version", "scenario", "cluster")}
+    return data
+
+
+def growth_dict(r, cluster, scenario: str = "growth") -> dict[str, Any]:
+    n1 = None
+    if r.n_plus_1 is not None:
+        n1 = {k: v for k, v in n_plus_dict(r.n_plus_1, cluster).items() if k not in ("version", "scenario", "cluster")}
+    return {
+        "version": 1, "scenario": scenario, "cluster": cluster.name, "factors": r.factors, "fits": r.fits,
+        "fits_proven": r.fits_proven, "answer": _answer(r.fits_proven), "excess": r.excess,
+        "moves_to_fit": r.moves_to_fit, "n_plus_1": n1, "spread": r.spread, "spread_bound": r.spread_bound,
+        "spread_status": r.spread_status, "seconds": _r(r.seconds, 2), "notes": list(r.notes),
+    }
+
+
+def curve_dict(curve, cluster_name: str, resources) -> dict[str, Any]:
+    return {
+        "version": 1, "scenario": "growth-curve", "cluster": cluster_name, "resources": list(resources),
+        "precision": curve.precision,
+        "thresholds": {t.name: {"holds_at": t.holds_at, "fails_at": t.fails_at, "proven": t.proven,
+                                "answer": _answer(t.proven)} for t in curve.thresholds},
+        "points": [{"factor": p.factor, "fits": p.fits, "fits_proven": p.fits_proven, "n_plus_1": p.n_plus_1,
+                    "n_plus_1_proven": p.n_plus_1_proven,
+                    "homeless_after_failure": {",".join(k): v for k, v in p.homeless.items()},
+                    "worst_max_load": p.worst_max_load, "spread": p.spread} for p in curve.points],
+        "seconds": _r(curve.seconds, 2), "notes": list(curve.notes),
+    }
+
+
+def rolling_dict(r, cluster_name: str) -> dict[str, Any]:
+    steps = []
+    for i, s in enumerate(r.steps):
+        res = s.result
+        steps.append({
+            "step": i + 1, "node": s.node, "migrations": s.migrations, "predicted_seconds": _r(s.seconds, 1),
+            "memory_moved_mib": res.memory_moved_mib if res is not None else 0,
+            "waves": res.plan.waves if res is not None else 0, "status": res.status if res is not None else "failed",
+            "stays": list(s.stays), "problem": s.problem,
+            "plan": [step_dict(res, st) for st in res.plan.steps] if res is not None else [],
+        })
+    return {
+        "version": 1, "scenario": "rolling", "cluster": cluster_name, "order": list(r.nodes),
+        "order_method": r.order_method, "orders_searched": r.orders_searched, "complete": r.complete,
+        "total_migrations": r.migrations, "lower_bound_migrations": r.lower_bound,
+        "migrations_proven_minimal": r.proven_minimal, "simulated_migrations": r.simulated_migrations,
+        "predicted_seconds": _r(r.predicted_seconds, 1), "seconds": _r(r.seconds, 2), "steps": steps,
+        "notes": list(r.notes),
+    }
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def rolling_markdown(d: dict[str, Any]) -> str:
+    """The runbook: order, totals (and what is proven), then per step the migrations in waves."""
+    method = {"exhaustive": "every order searched (on a fast simulation of the evacuations)",
+              "greedy": "greedy order (heuristic: not every order was searched)"}[d["order_method"]]
+    proof = ("proven minimal (equal to the lower bound)" if d["migrations_proven_minimal"]
+             else f"lower bound {d['lower_bound_migrations']}: not proven minimal")
+    lines = [f"# Rolling maintenance runbook: {d['cluster']}", "",
+             f"Order: {' → '.join(d['order'])} ({method}).", "",
+             f"Total: {d['total_migrations']} migrations ({proof}), predicted {_duration(d['predicted_seconds'])} "
+             f"of migrations.", ""]
+    for note in d["notes"]:
+        lines.append(f"> {note}")
+    lines += ["", "| step | node | migrations | predicted | memory moved | waves | stays (pinned here) |",
+              "|---:|---|---:|---:|---:|---:|---|"]
+    for s in d["steps"]:
+        lines.append(f"| {s['step']} | {s['node']} | {s['migrations']} | {_duration(s['predicted_seconds'])} | "
+                     f"{format_mib(s['memory_moved_mib'])} | {s['waves']} | "
+                     f"{', '.join(map(str, s['stays'])) or '—'} |")
+    for s in d["steps"]:
+        lines += ["", f"## Step {s['step']}: {s['node']}", ""]
+        if s["problem"]:
+            lines += [f"**Cannot be drained:** {s['problem']}", ""]
+            continue
+        lines.append(f"1. Put {s['node']} in maintenance (`ha-manager crm-command node-maintenance enable "
+                     f"{s['node']}`, or `proxmox_cluster.maintenance_nodes`).")
+        lines.append(f"2. Migrate ({s['migrations']} moves, {s['waves']} waves, predicted "
+                     f"{_duration(s['predicted_seconds'])}):")
+        if s["plan"]:
+            lines += ["", "   | wave | guest | from | to | why | mode | predicted |", "   |---:|---|---|---|---|---|---:|"]
+            for m in s["plan"]:
+                lines.append(f"   | {m['wave'] + 1} | {m['vmid']} {m['name']} | {m['from']} | {m['to']} | {m['reason']} | "
+                             f"{m['mode']} | {_duration(m['seconds'])} |")
+            lines.append("")
+        if s["stays"]:
+            lines.append(f"   Stay on {s['node']} (may run there only; down while it is): "
+                         f"{', '.join(map(str, s['stays']))}.")
+        lines.append(f"3. Upgrade and reboot {s['node']}; then take it out of maintenance. Its guests stay where they "
+                     f"went; it may receive guests in later steps.")
+    return "\n".join(lines) + "\n"
+
+
+def _yes(value) -> str:
+    return "yes" if value is True else "no" if value is False else "?"
+
+
+def n_plus_table(d: dict[str, Any], title: str | None = None) -> Table:
+    k = d["k"]
+    table = Table(title=title or (f"N+{k}: {'HA-managed' if d['ha_only'] else 'all'} guests of the failed "
+                                  f"node{'s' if k > 1 else ''} restarted elsewhere, nothing else moving (worst first)"),
+                  title_justify="left")
+    for column, justify in (("failed", "left"), ("fits", "left"), ("answer", "left"), ("restart", "right"),
+                            ("no home", "right"), ("max load after", "right"), ("not restarted", "left"),
+                            ("blocking", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for f in d["failures"]:
+        unplaced = str(len(f["unplaced"]))
+        if f["unplaced"] and not f["unplaced_proven_minimal"]:
+            unplaced += f" (≥ {f['unplaced_lower_bound']})"
+        load = "" if f["max_load"] is None else f"{f['max_load']:.1f} % {f['max_load_node']}"
+        if f["max_load"] is not None:
+            load += " (min)" if f["max_load_proven"] else ""
+        skipped = ", ".join(f"{len(v)} {k}" for k, v in f["not_restarted"].items()) or "—"
+        blocking = "; ".join(f["blocking"][:2]) + (f" (+{len(f['blocking']) - 2} more)" if len(f["blocking"]) > 2 else "")
+        table.add_row(", ".join(f["nodes"]), Text(_yes(f["fits"]), style="green" if f["fits"] else "red"),
+                      f"{f['answer']} ({f['method']})", str(f["restarted"]), unplaced, load, skipped, blocking or "—")
+    return table
+
+
+def n_plus_summary(d: dict[str, Any]) -> str:
+    holds = {True: "holds", False: "does NOT hold", None: "holds for every set checked (not all were)"}[d["holds"]]
+    proof = "every answer exact" if d["proven"] else "some answers are heuristic (time limit)"
+    lines = [f"N+{d['k']} {holds}: {d['sets_checked']} of {d['sets_total']} failed sets checked, {proof}, "
+             f"decided in {d['decided_seconds']:.1f} s ({d['seconds']:.1f} s with the highest loads minimized). "
+             f"Restarted guests count their assigned memory; 'max load' is the highest surviving node's percent "
+             f"('(min)': proven the least possible)."]
+    lines += [f"note: {n}" for n in d["notes"]]
+    return "\n".join(lines)
+
+
+def room_table(d: dict[str, Any]) -> Table:
+    """Nodes as rows, one column per shape; the total and how it is proven last."""
+    n1 = " while keeping N+1" if d["keep_n_plus_1"] else ""
+    tags = f" with tags {', '.join(d['tags'])}" if d["tags"] else ""
+    table = Table(title=f"Room for new guests{tags}{n1} (nothing that runs moves)", title_justify="left")
+    nodes = list(d["shapes"][0]["per_node"]) if d["shapes"] else []
+    table.add_column("node")
+    for e in d["shapes"]:
+        table.add_column(e["shape"], justify="right")
+    for n in nodes:
+        table.add_row(n, *[str(e["per_node"].get(n, 0)) for e in d["shapes"]])
+    table.add_section()
+    table.add_row("total", *[str(e["total"]) for e in d["shapes"]])
+    table.add_row("answer", *[f"exact ({e['method']})" if e["exact"] else
+                              f"{e['lower_bound']}–{e['upper_bound']} ({e['method']})" for e in d["shapes"]])
+    return table
+
+
+def room_limits_text(d: dict[str, Any]) -> str:
+    lines = []
+    for e in d["shapes"]:
+        lines.append(f"{e['shape']}: what stops one more, per node:")
+        lines += [f"  {n}: {why}" for n, why in e["limiting"].items()]
+        lines += [f"  note: {n}" for n in e["notes"]]
+    return "\n".join(lines)
+
+
+def add_text(d: dict[str, Any]) -> Group:
+    table = Table(title="New guests: where they go (nothing that runs moves)", title_justify="left")
+    shapes = [r["shape"] for r in d["requested"]]
+    table.add_column("node")
+    for s in shapes:
+        table.add_column(s, justify="right")
+    for node, row in sorted(d["per_node"].items()):
+        table.add_row(node, *[str(row.get(s, 0)) for s in shapes])
+    status = "fit" if d["fits"] else "do NOT all fit"
+    asked = ", ".join(f"{r['count']}x{r['shape']}" for r in d["requested"])
+    placed = ", ".join(f"{r['placed']}/{r['count']}" for r in d["requested"])
+    least = "the least possible" if d["spread_proven"] else "not proven the least"
+    lines = [f"{asked}: {status} ({d['answer']}, {d['method']}); placed {placed}",
+             f"spread {d['spread_before']:.2f} → {d['spread_after']:.2f} pp ({least})"
+             + (f", highest load {d['max_load']:.1f} % on {d['max_load_node']}" if d["max_load"] is not None else "")]
+    lines += [f"blocking: {b}" for b in d["blocking"]]
+    lines += [f"note: {n}" for n in d["notes"]]
+    return Group(table, Text("\n".join(x for x in lines if x)))
+
+
+def change_text(d: dict[str, Any]) -> Group:
+    verb = "removing" if d["scenario"] == "remove" else "adding"
+    nodes = ", ".join(d["nodes"])
+    parts: list[Any] = []
+    if not d["fits"]:
+        parts.append(Text(f"{verb} {nodes}: does NOT fit: {d['reason']}", style="red"))
+        return Group(*parts)
+    parts.append(Text(f"{verb} {nodes}: {d['guests_moved']} guests move ({format_mib(d['memory_moved_mib'])}), spread "
+                      f"{d['spread_before']:.2f} → {d['spread_after']:.2f} pp ({STATUS_TEXT.get(d['plan_status'], d['plan_status'])}), "
+                      f"predicted {_duration(d['predicted_seconds'])}"))
+    if d["migrations"]:
+        table = Table(title="Migrations", title_justify="left")
+        for column in ("wave", "guest", "from", "to", "reason", "time"):
+            table.add_column(column)
+        for m in d["migrations"]:
+            table.add_row(str(m["wave"] + 1), f"{m['vmid']} {m['name']}", m["from"], m["to"], m["reason"],
+                          f"{m['start_s']:.0f}–{m['end_s']:.0f} s")
+        parts.append(table)
+    if "n_plus_1" in d:
+        n1 = dict(d["n_plus_1"], k=1)
+        parts.append(n_plus_table(n1, title="N+1 after the change (worst first)"))
+        parts.append(Text(n_plus_summary(n1)))
+    return Group(*parts)
+
+
+def growth_text(d: dict[str, Any]) -> Group:
+    factors = ", ".join(f"{k} ×{v:g}" for k, v in d["factors"].items() if v != 1.0) or "no growth"
+    fits = "everything fits" if d["fits"] else "does NOT fit"
+    lines = [f"growth {factors}: {fits} ({d['answer']})"
+             + (f" after {d['moves_to_fit']} move(s)" if d["fits"] and d["moves_to_fit"] else "")]
+    if d["excess"]:
+        lines.append("over capacity at best: " + ", ".join(f"{k} {v:g}" for k, v in d["excess"].items()))
+    if d["spread"] is not None:
+        lines.append(f"reachable spread {d['spread']:.2f} pp ({d['spread_status']}"
+                     + (f", bound {d['spread_bound']:.2f} pp" if d["spread_bound"] is not None else "") + ")")
+    lines += [f"note: {n}" for n in d["notes"]]
+    parts: list[Any] = [Text("\n".join(lines))]
+    if d["n_plus_1"] is not None:
+        n1 = dict(d["n_plus_1"], k=1)
+        parts += [n_plus_table(n1, title="N+1 of the grown cluster (worst first)"), Text(n_plus_summary(n1))]
+    return Group(*parts)
+
+
+def curve_text(d: dict[str, Any]) -> Group:
+    table = Table(title=f"Growth of {', '.join(d['resources'])}: where each property first fails", title_justify="left")
+    for column in ("property", "holds up to", "fails at", "answer"):
+        table.add_column(column)
+    names = {"fits": "everything fits", "n_plus_1": "N+1 (no failure worse than today)",
+             "balanced": "spread ≤ balanciness reachable"}
+    for name, t in d["thresholds"].items():
+        table.add_row(names.get(name, name), "—" if t["holds_at"] is None else f"×{t['holds_at']:.3f}",
+                      "not below ×4" if t["fails_at"] is None else f"×{t['fails_at']:.3f}", t["answer"])
+    points = Table(title="Probes", title_justify="left")
+    for column in ("factor", "fits", "N+1", "worst max load after a failure", "spread"):
+        points.add_column(column, justify="right")
+    for p in d["points"]:
+        points.add_row(f"×{p['factor']:.3f}", _yes(p["fits"]), _yes(p["n_plus_1"]),
+                       "" if p["worst_max_load"] is None else f"{p['worst_max_load']:.1f} %",
+                       "" if p["spread"] is None else f"{p['spread']:.2f} pp")
+    return Group(table, points, Text("\n".join(f"note: {n}" for n in d["notes"])))
+
+
+def n_plus_markdown(d: dict[str, Any]) -> str:
+    """The N+k table as Markdown (benchmarks/results/whatif/), worst first."""
+    who = "HA-managed" if d["ha_only"] else "all"
+    lines = [f"# N+{d['k']}: {d['cluster']}", "",
+             f"{who.capitalize()} guests of the failed node(s) restarted on the others, nothing else moving. "
+             + n_plus_summary(d).replace("\n", " "), "",
+             "| failed | fits | answer | restarted | without a home | max load after | not restarted | blocking |",
+             "|---|---|---|---:|---:|---:|---|---|"]
+    for f in d["failures"]:
+        homeless = ", ".join(f"{g['vmid']} {g['name']}" for g in f["unplaced_guests"]) or "—"
+        load = "—" if f["max_load"] is None else f"{f['max_load']:.1f} % {f['max_load_node']}" + (
+            " (min)" if f["max_load_proven"] else "")
+        skipped = ", ".join(f"{len(v)} {k}" for k, v in f["not_restarted"].items()) or "—"
+        blocking = "; ".join(f["blocking"]).replace("|", "/") or "—"
+        lines.append(f"| {', '.join(f['nodes'])} | {_yes(f['fits'])} | {f['answer']} ({f['method']}) | "
+                     f"{f['restarted']} | {homeless} | {load} | {skipped} | {blocking} |")
+    return "\n".join(lines) + "\n"
+
+
+def room_markdown(d: dict[str, Any]) -> str:
+    n1 = ", keeping N+1" if d["keep_n_plus_1"] else ""
+    tags = f" with tags {', '.join(d['tags'])}" if d["tags"] else ""
+    nodes = list(d["shapes"][0]["per_node"]) if d["shapes"] else []
+    lines = [f"# Room for new guests{tags}{n1}: {d['cluster']}", "",
+             "Nothing that runs moves; nodes in maintenance take none. 'exact' says how it is proven.", "",
+             "| shape | total | answer | " + " | ".join(nodes) + " |",
+             "|---|---:|---|" + "---:|" * len(nodes)]
+    for e in d["shapes"]:
+        answer = f"exact ({e['method']})" if e["exact"] else f"between {e['lower_bound']} and {e['upper_bound']} ({e['method']})"
+        lines.append(f"| {e['shape']} | {e['total']} | {answer} | " + " | ".join(str(e["per_node"][n]) for n in nodes) + " |")
+    for e in d["shapes"]:
+        lines += ["", f"What stops one more {e['shape']}:", ""]
+        lines += [f"- {n}: {why}" for n, why in e["limiting"].items()]
+        lines += [f"- note: {n}" for n in e["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def curve_markdown(d: dict[str, Any]) -> str:
+    names = {"fits": "everything fits", "n_plus_1": "N+1 (no single-node failure worse than today)",
+             "balanced": "a spread ≤ balanciness is reachable"}
+    lines = [f"# Growth curve: {d['cluster']} ({', '.join(d['resources'])} grown alike)", "",
+             "| property | holds up to | fails at | answer |", "|---|---:|---:|---|"]
+    for name, t in d["thresholds"].items():
+        holds = "—" if t["holds_at"] is None else format(t["holds_at"], ".3f")
+        fails = "not below 4" if t["fails_at"] is None else format(t["fails_at"], ".3f")
+        lines.append(f"| {names.get(name, name)} | {holds} | {fails} | {t['answer']} |")
+    lines += ["", "| factor | fits | N+1 | worst max load after a failure | reachable spread |", "|---:|---|---|---:|---:|"]
+    for p in d["points"]:
+        lines.append(f"| {p['factor']:.3f} | {_yes(p['fits'])} | {_yes(p['n_plus_1'])} | "
+                     f"{'—' if p['worst_max_load'] is None else format(p['worst_max_load'], '.1f') + ' %'} | "
+                     f"{'—' if p['spread'] is None else format(p['spread'], '.2f') + ' pp'} |")
+    lines += [""] + [f"- {n}" for n in d["notes"]]
+    return "\n".join(lines) + "\n"

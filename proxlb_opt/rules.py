@@ -119,8 +119,12 @@ class RuleSet:
 # ----------------------------------------------------------------------------- derivation
 
 
-def derive_rules(cluster: Cluster, settings: Settings) -> RuleSet:
-    """All rules of the cluster and config, validated; ModelError/InfeasibleError for unusable ones."""
+def derive_rules(cluster: Cluster, settings: Settings, check_domains: bool = True) -> RuleSet:
+    """All rules of the cluster and config, validated; ModelError/InfeasibleError for unusable ones.
+
+    With `check_domains=False` a movable guest with no node it may run on is not an error: its row of
+    `allowed` is empty (a capacity what-if counts such a guest as one that finds no home).
+    """
     c = cluster
     warnings: list[str] = []
     lower_names = {name.lower(): n for n, name in enumerate(c.node_names)}
@@ -154,7 +158,8 @@ def derive_rules(cluster: Cluster, settings: Settings) -> RuleSet:
 
     current = np.asarray(c.guest_node)
     mandatory = movable & ~allowed[np.arange(c.n_guests), current] if c.n_guests else np.zeros(0, dtype=bool)
-    _check_domains(c, allowed, movable, pins + anchors, maintenance_mask)
+    if check_domains:
+        _check_domains(c, allowed, movable, pins + anchors, maintenance_mask)
     for g in np.flatnonzero(~movable & np.isin(current, np.flatnonzero(maintenance_mask))):
         warnings.append(f"{c.guest_label(g)} stays on maintenance node {c.node_names[current[g]]}: it cannot be moved "
                         f"({_ignore_reason(ignores, g)})")
@@ -449,3 +454,78 @@ def _cap_anti_affinities(c: Cluster, groups: list[AntiAffinity], movable: np.nda
                             f"at most {cap} per node")
         out.append(AntiAffinity(name=group.name, members=group.members, source=group.source, per_node_cap=cap))
     return out
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+def freeze(cluster: Cluster, rules: RuleSet, movers: np.ndarray, caps_from: RuleSet | None = None,
+           new_group_cap: int | None = None) -> RuleSet:
+    """The rules of a scenario in which only `movers` (bool[g]) may move; every other guest stays put.
+
+    What only the staying guests break cannot be repaired by the movers, so it is allowed to persist
+    and must not get worse (with a note in `warnings`), just as the hard limits are never below
+    today's load:
+    * an affinity group whose staying members are split over nodes is not enforced; one whose staying
+      members share a node anchors its movers there;
+    * an anti-affinity group with more staying members on a node than its cap keeps only `cap` of them
+      as members there, so no mover may join them and the others still count elsewhere.
+    With `caps_from` (the rules before the scenario) a group keeps the per-node cap it had there instead
+    of the one derived from the scenario's eligible nodes, which grows when nodes fail (anti-affinity is
+    strict); a group that is new in the scenario gets `new_group_cap` (default: its derived cap). Guests
+    that stay are not movable (explain mode then fixes them too) and may only be where they are.
+    """
+    caps = None
+    if caps_from is not None:
+        caps = {group.name: group.per_node_cap for group in caps_from.anti_affinities}
+        if new_group_cap is not None:
+            for group in rules.anti_affinities:
+                caps.setdefault(group.name, new_group_cap)
+    c = cluster
+    movers = np.asarray(movers, dtype=bool)
+    stays = ~movers
+    current = np.asarray(c.guest_node, dtype=np.int64)
+    warnings = list(rules.warnings)
+    allowed = rules.allowed.copy()
+    movable = rules.movable & movers
+    allowed[stays] = False
+    allowed[np.flatnonzero(stays), current[stays]] = True
+    affinities = []
+    for group in rules.affinities:
+        anchors = {int(current[g]) for g in group.members if stays[g]}
+        if len(anchors) > 1:
+            warnings.append(f"{group.source}: members that stay are split over "
+                            f"{', '.join(sorted(c.node_names[n] for n in anchors))}; not enforced in this scenario")
+            continue
+        if anchors:
+            anchor = anchors.pop()
+            for g in group.members:
+                if movers[g]:
+                    keep = allowed[g, anchor]
+                    allowed[g] = False
+                    allowed[g, anchor] = keep
+        affinities.append(group)
+    anti = []
+    for group in rules.anti_affinities:
+        cap = (caps or {}).get(group.name, group.per_node_cap) if caps is not None else group.per_node_cap
+        members, kept_here = [], {}
+        for g in group.members:
+            n = int(current[g])
+            if stays[g]:
+                kept_here[n] = kept_here.get(n, 0) + 1
+                if kept_here[n] > cap:
+                    continue  # already over the cap today and staying: tolerated, not counted again
+            members.append(g)
+        crowded = sorted(c.node_names[n] for n, k in kept_here.items() if k > cap)
+        if crowded:
+            warnings.append(f"{group.source}: members that stay already exceed {cap} per node on "
+                            f"{', '.join(crowded)}; tolerated there, no member may join them")
+        if len(members) > 1:
+            anti.append(AntiAffinity(name=group.name, members=tuple(members), source=group.source, per_node_cap=cap))
+    mandatory = movable & ~allowed[np.arange(c.n_guests), current] if c.n_guests else np.zeros(0, dtype=bool)
+    for a in (allowed, movable, mandatory):
+        a.setflags(write=False)
+    return RuleSet(affinities=tuple(affinities), anti_affinities=tuple(anti), pins=rules.pins,
+                   preferences=rules.preferences, ignores=rules.ignores, maintenance=rules.maintenance,
+                   eligible=rules.eligible, movable=movable, allowed=allowed, mandatory=mandatory,
+                   warnings=tuple(warnings))

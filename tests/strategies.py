@@ -8,10 +8,11 @@ from proxlb_opt.cluster import cluster_from_dict
 
 
 @st.composite
-def cluster_dicts(draw, max_nodes: int = 5, max_guests: int = 14, rules: bool = True):
+def cluster_dicts(draw, max_nodes: int = 5, max_guests: int = 14, rules: bool = True,
+                  node_memory_gib: tuple[int, ...] = (16, 32, 64)):
     n_nodes = draw(st.integers(2, max_nodes))
     nodes = [{"name": f"n{i}", "cpus": draw(st.sampled_from([4, 8, 16])),
-              "memory": f"{draw(st.sampled_from([16, 32, 64]))}G", "disk": "500G"} for i in range(n_nodes)]
+              "memory": f"{draw(st.sampled_from(node_memory_gib))}G", "disk": "500G"} for i in range(n_nodes)]
     n_guests = draw(st.integers(1, max_guests))
     guests = []
     for i in range(n_guests):

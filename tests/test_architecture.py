@@ -108,7 +108,8 @@ def test_no_import_cycles():
 def test_one_feasibility_module():
     """The rules are taught once: only the checker (the spec), the CP-SAT encoders and feasibility.py read
     the rule declarations' members to decide where a guest may go; every heuristic asks feasibility.py."""
-    heuristics = ["greedy.py", "repair.py", "local_search.py", "band.py", "bestnode.py", "plan.py", "apply.py"]
+    heuristics = ["greedy.py", "repair.py", "local_search.py", "band.py", "bestnode.py", "plan.py", "apply.py",
+                  "whatif.py", "rolling.py"]
     for rel in heuristics:
         text = (PACKAGE / rel).read_text(encoding="utf-8")
         assert "per_node_cap" not in text and ".limit[" not in text.replace("hard.limit[", ""), rel

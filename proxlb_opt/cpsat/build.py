@@ -46,11 +46,12 @@ def _domain(problem: Problem, options: BuildOptions) -> np.ndarray:
     return domain
 
 
-def build(problem: Problem, options: BuildOptions = BuildOptions()) -> Built:
-    model = cp_model.CpModel()
+def build(problem: Problem, options: BuildOptions = BuildOptions(), model: cp_model.CpModel | None = None) -> Built:
+    """The model of `problem`; into `model` when given (several scenarios linked in one model, cpsat/robust.py)."""
+    model = cp_model.CpModel() if model is None else model
     ctx = Context(model=model, problem=problem, options=options, domain=_domain(problem, options))
-    _placement_variables(ctx)
     terms = Terms()
+    terms.unplaced += _placement_variables(ctx)
     for family in FAMILIES:
         terms.add(family.encode(ctx))
     dominance.encode(ctx)
@@ -59,11 +60,27 @@ def build(problem: Problem, options: BuildOptions = BuildOptions()) -> Built:
     return Built(ctx=ctx, terms=terms)
 
 
-def _placement_variables(ctx: Context) -> None:
+def _placement_variables(ctx: Context) -> list:
+    """x[g, n] for every guest with a choice; returns the unplaced terms of optional guests."""
     n_guests, n_nodes = ctx.cluster.n_guests, ctx.cluster.n_nodes
     counts = ctx.domain.sum(axis=1) if n_guests else np.zeros(0, dtype=int)
+    optional = np.zeros(n_guests, dtype=bool) if ctx.options.optional is None else np.asarray(ctx.options.optional, bool)
     ctx.fixed_node = np.where(counts == 1, ctx.domain.argmax(axis=1) if n_guests else 0, -1).astype(np.int64)
+    ctx.fixed_node[optional] = -1
     ctx.vars_on_node = [[] for _ in range(n_nodes)]
+    unplaced = []
+    for g in np.flatnonzero(optional):
+        g = int(g)
+        row = []
+        for n in np.flatnonzero(ctx.domain[g]):
+            var = ctx.model.NewBoolVar(f"x[{g},{n}]")
+            ctx.x[(g, int(n))] = var
+            ctx.vars_on_node[n].append((g, var))
+            row.append(var)
+        if len(row) > 1:
+            ctx.model.AddAtMostOne(row)
+        unplaced.append(1 - sum(row) if row else 1)
+    counts = np.where(optional, -1, counts)
     for g in np.flatnonzero(counts == 0):
         # Only possible under a neighbourhood restriction or in explain mode; keep the model honest.
         ctx.fixed_node[g] = ctx.cluster.guest_node[g]
@@ -77,6 +94,7 @@ def _placement_variables(ctx: Context) -> None:
             ctx.vars_on_node[n].append((g, var))
             row.append(var)
         ctx.model.AddExactlyOne(row)
+    return unplaced
 
 
 def add_hint(ctx: Context, hint: np.ndarray) -> None:
@@ -86,7 +104,7 @@ def add_hint(ctx: Context, hint: np.ndarray) -> None:
 
 
 def decode(built: Built, solver: cp_model.CpSolver) -> np.ndarray:
-    """int64[g]: the node of every guest in the solver's current solution."""
+    """int64[g]: the node of every guest in the solver's current solution (−1: an optional guest on none)."""
     ctx = built.ctx
     placement = ctx.fixed_node.copy()
     for (g, n), var in ctx.x.items():

@@ -21,6 +21,9 @@ class BuildOptions:
     restrict_to: np.ndarray | None = None  # bool[g, n]: further restriction of the domain (neighbourhood search)
     spread_floor: dict[str, float] | None = None  # proven lower bounds per resource (pp): a valid cut
     repair: bool = False  # the repair model: excess over capacity is allowed (and minimized), no allowance
+    # bool[g]: guests that may also end on no node at all (capacity what-if: a guest left without a home).
+    # They get variables on every node of their domain, at most one of which is 1; Terms.unplaced counts them.
+    optional: np.ndarray | None = None
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Terms:
     moves: list = field(default_factory=list)  # 1 per moved guest
     excess: list = field(default_factory=list)  # repair model: load over a hard limit's capacity
     order: list = field(default_factory=list)  # a fixed pseudo-random rank per move: picks one of equal plans
+    unplaced: list = field(default_factory=list)  # 1 per optional guest left on no node
+    peak: list = field(default_factory=list)  # weighted highest percent of an eligible node (hundredths of a point)
 
     def add(self, other: "Terms") -> None:
         self.spread += other.spread
@@ -39,6 +44,8 @@ class Terms:
         self.moves += other.moves
         self.excess += other.excess
         self.order += other.order
+        self.unplaced += other.unplaced
+        self.peak += other.peak
 
 
 @dataclass
@@ -83,6 +90,10 @@ class Context:
         literal = self.model.NewBoolVar(f"rule[{name}]")
         self.rule_literals.append((literal, name))
         return literal
+
+    def is_optional(self, g: int) -> bool:
+        optional = self.options.optional
+        return optional is not None and bool(optional[g])
 
     def fixed_load(self, demand: np.ndarray) -> np.ndarray:
         """int64[n]: the part of Σ demand[g] that fixed guests put on each node."""

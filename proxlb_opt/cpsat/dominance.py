@@ -43,7 +43,7 @@ def encode(ctx) -> None:
     fixed: dict[str, np.ndarray] = {}  # per hard limit: base + the guests fixed on each node, computed once
     for g in np.flatnonzero(idle_guests(ctx.problem)):
         g = int(g)
-        if (g, int(home[g])) not in ctx.x:
+        if (g, int(home[g])) not in ctx.x or ctx.is_optional(g):
             continue  # fixed (by its domain or a neighbourhood): nothing to cut
         stay = ctx.x[(g, int(home[g]))]
         binding = [limit for limit in ctx.loads.hard_limits if limit.demand[g] > 0]

@@ -15,8 +15,10 @@ from proxlb_opt.errors import InfeasibleError
 from proxlb_opt.problem import Problem
 
 
-def conflicting_rules(problem: Problem, time_limit: float = 10.0) -> tuple[str, ...]:
-    built = build(problem, BuildOptions(explain=True))
+def conflicting_rules(problem: Problem, time_limit: float = 10.0, restrict_to=None) -> tuple[str, ...]:
+    """The rules of a sufficient infeasible set; () when none was isolated in time. `restrict_to` (bool[g, n])
+    narrows where guests may go, as in a scenario whose premise is not itself a rule (a failed node)."""
+    built = build(problem, BuildOptions(explain=True, restrict_to=restrict_to))
     literals = built.ctx.rule_literals
     model = built.model
     model.ClearObjective()

@@ -45,6 +45,7 @@ class SolveResult:
     bounds: dict[str, int] = field(default_factory=dict)  # proven lower bound, per stage
     proven: dict[str, bool] = field(default_factory=dict)  # the stage ended OPTIMAL (within its gap limit)
     seconds: float = 0.0
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # solve_stages(decode_also=…): other placements
 
     @property
     def found(self) -> bool:
@@ -85,10 +86,23 @@ def solve_lexicographic(problem: Problem, settings: SolverSettings, options: Bui
     any order; one rank sum is almost always held by one plan only).
     """
     start = time.perf_counter()
-    deadline = start + time_limit
     built = build(problem, options)
+    result = solve_stages(built, settings, time_limit - (time.perf_counter() - start), stages, first_gap)
+    return SolveResult(result.placement, result.infeasible, result.values, result.bounds, result.proven,
+                       time.perf_counter() - start, result.extra)
+
+
+def solve_stages(built: Built, settings: SolverSettings, time_limit: float, stages: tuple[str, ...],
+                 first_gap: int = 0, decode_also: dict[str, Built] | None = None) -> SolveResult:
+    """`solve_lexicographic` on a model that is already built (several scenarios linked in one model).
+
+    The placement is decoded from `built`; every model named in `decode_also` (built into the same
+    CpModel) is decoded too, into `extra`, from the same solution."""
+    start = time.perf_counter()
+    deadline = start + time_limit
     values, bounds, proven = {}, {}, {}
     placement = None
+    extra: dict[str, np.ndarray] = {}
     for i, kind in enumerate(stages):
         expr = _expression(built, kind)
         remaining = deadline - time.perf_counter()
@@ -112,13 +126,14 @@ def solve_lexicographic(problem: Problem, settings: SolverSettings, options: Bui
                 bounds[kind] = int(solver.BestObjectiveBound())
             break
         placement = decode(built, solver)
+        extra = {name: decode(other, solver) for name, other in (decode_also or {}).items()}
         values[kind] = int(round(solver.ObjectiveValue()))
         bounds[kind] = int(solver.BestObjectiveBound())
         if kind != "order":
             proven[kind] = status == cp_model.OPTIMAL
         built.model.Add(expr <= values[kind])  # later stages keep this one
         add_hint(built.ctx, placement)
-    return SolveResult(placement, False, values, bounds, proven, time.perf_counter() - start)
+    return SolveResult(placement, False, values, bounds, proven, time.perf_counter() - start, extra)
 
 
 def solve_weighted(problem: Problem, settings: SolverSettings, options: BuildOptions,

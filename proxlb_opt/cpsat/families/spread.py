@@ -1,5 +1,7 @@
 """Spread: per balanced resource, hi ≥ every eligible node's percent ≥ lo; minimize Σ weight · (hi − lo).
 
+The `peak` terms (Σ weight · hi) let a capacity what-if minimize the highest load instead.
+
 Percent is in hundredths of a percentage point and never divided inside the model:
 P · load[n] ≤ capacity[n] · hi is linear because capacity is a constant. A proven lower bound on a
 resource's spread (the budget relaxation) may be added as the cut hi − lo ≥ bound.
@@ -37,4 +39,5 @@ def encode(ctx: Context) -> Terms:
             # A proven relaxation bound (bounds.budget_bounds) as a cut: the solver's bound starts there.
             ctx.model.Add(hi - lo >= int(floor * PERCENT_SCALE / 100))
         terms.spread.append(weight * (hi - lo))
+        terms.peak.append(weight * hi)
     return terms
