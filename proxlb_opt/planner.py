@@ -20,7 +20,7 @@ from proxlb_opt.config import AUTO, Settings
 from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import InfeasibleError, InternalError, SolveTimeoutError, UnsafePlanError
 from proxlb_opt.greedy import proxlb_greedy
-from proxlb_opt.optimizer import FULL_MODEL_MAX_VARS, optimize, variable_count
+from proxlb_opt.optimizer import FULL_MODEL_MAX_VARS, Outcome, optimize, variable_count
 from proxlb_opt.plan import Limits, Plan, TimeModel, check_plan, diff, sequence
 from proxlb_opt.problem import Problem, build_problem
 from proxlb_opt.repair import RepairResult, needs_repair
@@ -210,47 +210,77 @@ def _optimize(problem: Problem, start: float, before: float, deadline: Deadline,
               starts: tuple[np.ndarray, ...]) -> PlanResult:
     """The best placement that has a safe order. When the best has none, equally good candidates of the
     same search are tried; when none of them has one either, the guests that blocked the order are kept
-    in place and the placement is searched again, on the same deadline."""
+    in place and the placement is searched again, on the same deadline. A re-solved plan is kept only
+    when no worse candidate of the first search (a start among them) has a safe order and a lower spread:
+    a plan never gets worse than a valid start because of an order."""
     notes: list[str] = []
     base = problem
     unsafe: UnsafePlanError | None = None
-    first_bound: float | None = None
+    first: Outcome | None = None
     for attempt in range(SEQUENCING_RETRIES + 1):
         try:
             outcome = optimize(problem, deadline, repaired, starts)
         except (InfeasibleError, SolveTimeoutError):
             if unsafe is None:
                 raise
-            raise unsafe from None  # keeping those guests in place made it impossible: the order is the problem
-        if first_bound is None:
-            first_bound = outcome.bound  # valid for the cluster as it is; later bounds are for restricted ones
+            return _fallback(first, start, before, deadline, notes, unsafe)
+        first = first or outcome
         # Equally good placements (within the optimality tolerance) are tried before any re-solve.
         best = check.spread(outcome.problem, outcome.placement) + base.settings.optimality_tolerance + 1e-9
         equal = [p for p in outcome.alternatives if check.spread(outcome.problem, p) <= best][:ALTERNATIVES]
-        for rank, placement in enumerate([outcome.placement] + equal):
-            try:
-                result = _result(outcome.problem, "cpsat", outcome.status, placement, first_bound, start, before,
-                                 deadline, greedy_spread=outcome.greedy_spread,
-                                 notes=tuple(notes + list(outcome.notes)))
-            except UnsafePlanError as exc:
-                unsafe = unsafe or exc
-                continue
-            exact = attempt == 0 and rank == 0
-            optimal = result.spread_after - (first_bound or 0.0) <= base.settings.optimality_tolerance + 1e-9
-            status = outcome.status if exact else ("optimal" if optimal and first_bound is not None else "feasible")
-            if rank:
-                result = replace(result, notes=result.notes + (
-                    "the best placement found had no capacity-safe order; an equally good one that has one is used",))
-            return replace(result, status=status, cost_proven=outcome.cost_proven and exact,
-                           unit_greedy_spread=outcome.unit_greedy_spread, repair=outcome.repair)
+        result = _first_orderable(outcome, [outcome.placement] + equal, first.bound, start, before, deadline,
+                                  tuple(notes + list(outcome.notes)), exact=attempt == 0)
+        if isinstance(result, PlanResult):
+            if attempt:
+                older = _first_orderable(first, list(first.alternatives), first.bound, start, before, deadline,
+                                         first.notes, exact=False)
+                if isinstance(older, PlanResult) and check.score(base, older.placement) < check.score(
+                        base, result.placement):
+                    return older
+            return result
+        unsafe = unsafe or result
         optional = [g for g in unsafe.guests if not base.rules.mandatory[g]]
         if attempt == SEQUENCING_RETRIES or not optional:
-            raise unsafe
+            return _fallback(first, start, before, deadline, notes, unsafe)
         # Feed the conflict back: the guests whose moves had no safe order stay where they are.
         problem = problem.keep_in_place(optional)
         repaired, starts = None, ()  # both may move the guests now kept in place
         notes.append(f"re-solved keeping {len(optional)} guest(s) in place whose moves had no safe order")
     raise SolveTimeoutError("no capacity-safe plan found")  # pragma: no cover - the loop returns or raises
+
+
+def _first_orderable(outcome: Outcome, placements: list[np.ndarray], bound: float | None, start: float,
+                     before: float, deadline: Deadline, notes: tuple, exact: bool) -> PlanResult | UnsafePlanError:
+    """The first of `placements` that has a safe order, as a plan; else the first ordering error."""
+    tolerance = outcome.problem.settings.optimality_tolerance
+    error: UnsafePlanError | None = None
+    for rank, placement in enumerate(placements[:ALTERNATIVES + 1]):
+        try:
+            result = _result(outcome.problem, "cpsat", outcome.status, placement, bound, start, before, deadline,
+                             greedy_spread=outcome.greedy_spread, notes=notes)
+        except UnsafePlanError as exc:
+            error = error or exc
+            continue
+        best = exact and rank == 0 and placement is outcome.placement
+        optimal = bound is not None and result.spread_after - bound <= tolerance + 1e-9
+        status = outcome.status if best else ("optimal" if optimal else "feasible")
+        if not best:
+            result = replace(result, notes=result.notes + (
+                "the best placement found had no capacity-safe order; the best one that has one is used",))
+        return replace(result, status=status, cost_proven=outcome.cost_proven and best,
+                       unit_greedy_spread=outcome.unit_greedy_spread, repair=outcome.repair)
+    return error if error is not None else UnsafePlanError("no capacity-safe order found")
+
+
+def _fallback(first: Outcome | None, start: float, before: float, deadline: Deadline, notes: list[str],
+              unsafe: UnsafePlanError) -> PlanResult:
+    """When re-solving found nothing orderable: the best orderable candidate of the first search, or the error."""
+    if first is not None:
+        result = _first_orderable(first, list(first.alternatives), first.bound, start, before, deadline,
+                                  first.notes, exact=False)
+        if isinstance(result, PlanResult):
+            return result
+    raise unsafe
 
 
 def _result(problem: Problem, algorithm: str, status: str, placement: np.ndarray, bound: float | None, start: float,
