@@ -29,7 +29,7 @@ NODE_KEYS = {
 }
 GUEST_KEYS = {
     "vmid", "name", "type", "node", "status", "cpus", "cpu_usage", "memory", "memory_used", "disk",
-    "disk_used", "local_disk", "tags", "pool", "ha", "lock", "template", "pressure",
+    "disk_used", "local_disk", "tags", "pool", "ha", "lock", "template", "pressure", "auto_rebalance",
 }
 #: Pressure stall information (PVE 9): resources in the order of config.RESOURCES (io is the disk
 #: resource) and the figures kept per resource. Stored in hundredths of a percent of stalled time.
@@ -37,7 +37,7 @@ PSI_RESOURCES = ("memory", "cpu", "io")
 PSI_FIGURES = ("some", "full", "spikes")
 PSI_SCALE = 100
 HA_RULE_KEYS = {"rule", "type", "resources", "nodes", "affinity", "strict", "disable", "comment"}
-TOP_KEYS = {"version", "cluster", "nodes", "guests", "ha_rules", "source"}
+TOP_KEYS = {"version", "cluster", "nodes", "guests", "ha_rules", "source", "crs"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,10 @@ class Cluster:
     node_psi: np.ndarray | None = field(default=None, repr=False)
     node_psi_known: np.ndarray | None = field(default=None, repr=False)  # bool[n]: the node reported PSI
     guest_psi: np.ndarray | None = field(default=None, repr=False)
+    # PVE 9.2's automatic HA rebalancing: the datacenter `crs` option (key → value, as PVE reports it) and
+    # each HA resource's `auto-rebalance` flag (bool[g]; true unless the resource opts out).
+    crs: tuple[tuple[str, str], ...] = ()
+    guest_auto_rebalance: np.ndarray | None = field(default=None, repr=False)
     _node_index: dict[str, int] = field(default_factory=dict, repr=False)
     _vmid_index: dict[int, int] = field(default_factory=dict, repr=False)
 
@@ -118,6 +122,14 @@ class Cluster:
                 object.__setattr__(self, name, _readonly_array(np.zeros((rows, *shape), dtype=dtype)))
         if self.node_psi_known is None:
             object.__setattr__(self, "node_psi_known", _readonly_array(np.zeros(len(self.node_names), dtype=bool)))
+        if self.guest_auto_rebalance is None:
+            object.__setattr__(self, "guest_auto_rebalance",
+                               _readonly_array(np.ones(len(self.guest_names), dtype=bool)))
+
+    @property
+    def pve_rebalances(self) -> bool:
+        """PVE 9.2 rebalances HA resources itself (`crs: ha-auto-rebalance=1`)."""
+        return str(dict(self.crs).get("ha-auto-rebalance", "0")).lower() in ("1", "true", "yes", "on")
 
     @property
     def n_nodes(self) -> int:
@@ -310,7 +322,19 @@ def cluster_from_dict(data: Mapping, source: str = "<model>") -> Cluster:
 
     _fill_node_usage_defaults(nodes, guests, node_index)
     name = str(data.get("cluster") or Path(source).stem or "cluster")
-    return _build(name, nodes, guests, ha_rules, source=source)
+    return _build(name, nodes, guests, ha_rules, source=source, crs=_read_crs(r, data.get("crs")))
+
+
+def _read_crs(r: _Reader, value: Any) -> tuple[tuple[str, str], ...]:
+    """The datacenter `crs` option: a mapping (as PVE's API returns it) or PVE's `key=value,…` string."""
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+        value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, Mapping):
+        raise r.fail("crs", f"expected a mapping or 'key=value,…', got {value!r}")
+    return tuple(sorted((str(k), str(int(v)) if isinstance(v, bool) else str(v)) for k, v in value.items()))
 
 
 def _read_node(r: _Reader, entry: Any, i: int) -> dict:
@@ -382,6 +406,7 @@ def _read_guest(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int]) -
         "lock": str(lock) if lock not in (None, "", False) else None,
         "template": r.boolean(entry, "template", where, False),
         "psi": r.pressure(entry, where),
+        "auto_rebalance": r.boolean(entry, "auto_rebalance", where, True),
     }
     if guest["mem_used_mib"] > mem and mem > 0:
         # Ballooning and host overhead can push RSS slightly above the assigned size; cap to keep sums sane.
@@ -452,7 +477,8 @@ def _psi_stack(entries: list[dict]) -> np.ndarray:
     return _readonly_array(np.stack(rows) if rows else np.zeros((0, *blank.shape), dtype=np.int64))
 
 
-def _build(name: str, nodes: list[dict], guests: list[dict], ha_rules: tuple[HaRule, ...], source: str) -> Cluster:
+def _build(name: str, nodes: list[dict], guests: list[dict], ha_rules: tuple[HaRule, ...], source: str,
+           crs: tuple[tuple[str, str], ...] = ()) -> Cluster:
     i64 = np.int64
     return Cluster(
         name=name,
@@ -487,6 +513,8 @@ def _build(name: str, nodes: list[dict], guests: list[dict], ha_rules: tuple[HaR
         node_psi=_psi_stack(nodes),
         node_psi_known=_readonly((n.get("psi") is not None for n in nodes), bool),
         guest_psi=_psi_stack(guests),
+        crs=crs,
+        guest_auto_rebalance=_readonly((g["auto_rebalance"] for g in guests), bool),
     )
 
 
@@ -563,8 +591,12 @@ def cluster_to_dict(cluster: Cluster) -> dict:
             entry["template"] = True
         if c.guest_psi[g].any():
             entry["pressure"] = _pressure_dict(c.guest_psi[g])
+        if not c.guest_auto_rebalance[g]:
+            entry["auto_rebalance"] = False
         guests.append(entry)
     data: dict[str, Any] = {"version": MODEL_VERSION, "cluster": c.name, "nodes": nodes, "guests": guests}
+    if c.crs:
+        data["crs"] = dict(c.crs)
     if c.ha_rules:
         data["ha_rules"] = [_ha_rule_to_dict(rule, c) for rule in c.ha_rules]
     return data
@@ -669,6 +701,7 @@ def _subset(cluster: Cluster, keep_nodes: list[int], keep_guests: np.ndarray, re
         node_psi=nodes_arr(cluster.node_psi),
         node_psi_known=nodes_arr(cluster.node_psi_known),
         guest_psi=guests_arr(cluster.guest_psi),
+        guest_auto_rebalance=guests_arr(cluster.guest_auto_rebalance),
         guest_vmid=guests_arr(cluster.guest_vmid),
         guest_names=guests_tuple(cluster.guest_names),
         guest_is_ct=guests_arr(cluster.guest_is_ct),
@@ -872,6 +905,7 @@ def with_added_guests(cluster: Cluster, guests: Iterable[Mapping[str, Any]]) -> 
         guest_lock=cluster.guest_lock + tuple(g["lock"] for g in new),
         guest_template=col(cluster.guest_template, "template"),
         guest_psi=_pad_rows(cluster.guest_psi, len(new)),  # no pressure figures for guests that do not exist yet
+        guest_auto_rebalance=col(cluster.guest_auto_rebalance, "auto_rebalance"),
     )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from proxlb_opt.cluster import Cluster
 from proxlb_opt.config import Settings
-from proxlb_opt.errors import InfeasibleError, ModelError
+from proxlb_opt.errors import InfeasibleError, InputError, ModelError
 
 AFFINITY_PREFIX = "plb_affinity_"
 ANTI_AFFINITY_PREFIX = "plb_anti_affinity_"
@@ -136,6 +136,8 @@ def derive_rules(cluster: Cluster, settings: Settings, check_domains: bool = Tru
     eligible = np.asarray(c.node_online, dtype=bool) & ~maintenance_mask
 
     ignores = _ignores(c, settings)
+    already = {i.guest for i in ignores}
+    ignores += [i for i in _left_to_pve(c, settings, warnings) if i.guest not in already]
     _kept_by_migrate_options(ignores, warnings)
     movable = np.ones(c.n_guests, dtype=bool)
     for ig in ignores:
@@ -250,6 +252,23 @@ def unknown_config_names(cluster: Cluster, settings: Settings) -> list[str]:
         if pool not in pools:
             out.append(f"balancing.pools.{pool}: no guest of the cluster is in pool {pool!r}; the entry has no effect")
     return out
+
+
+def _left_to_pve(c: Cluster, settings: Settings, warnings: list[str]) -> list[Ignore]:
+    """PVE 9.2 rebalances HA resources itself (`crs: ha-auto-rebalance`): two balancers moving the same guests
+    would move them back and forth. `optimizer.pve_rebalancer: leave` leaves those guests to PVE (fixed load
+    here); `refuse` stops with a one-line error."""
+    if not c.pve_rebalances:
+        return []
+    managed = [g for g in range(c.n_guests) if c.guest_ha[g] and c.guest_auto_rebalance[g]]
+    if settings.pve_rebalancer == "refuse":
+        raise InputError("PVE's automatic HA rebalancing is on (crs ha-auto-rebalance) and optimizer.pve_rebalancer "
+                         "is refuse: two balancers would move the same guests back and forth; turn one off, or set "
+                         "optimizer.pve_rebalancer: leave")
+    if managed:
+        warnings.append(f"PVE's automatic HA rebalancing is on (crs ha-auto-rebalance): {len(managed)} HA guest(s) "
+                        f"are left to it and count as fixed load (optimizer.pve_rebalancer: leave)")
+    return [Ignore(guest=g, source="left to PVE's automatic HA rebalancing (crs ha-auto-rebalance)") for g in managed]
 
 
 def _ignore_reason(ignores: list[Ignore], g: int) -> str:

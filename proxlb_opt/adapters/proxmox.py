@@ -213,6 +213,9 @@ def collect_model(client: ProxmoxClient, read_configs: bool = True,
                    for g in sorted(guests, key=lambda g: int(g["vmid"]))],
         "ha_rules": _ha_rules(client),
     }
+    crs = _crs(client)
+    if crs:
+        model["crs"] = crs
     if pressure:
         _add_pressure(client, model)
     return model
@@ -274,14 +277,28 @@ def _cluster_name(client: ProxmoxClient) -> str:
     return "proxmox"
 
 
-def _ha_resources(client: ProxmoxClient) -> set[int]:
-    vmids = set()
+def _ha_resources(client: ProxmoxClient) -> dict[int, bool]:
+    """vmid → its `auto-rebalance` flag (PVE 9.2; true when not reported), for every HA-managed guest."""
+    vmids = {}
     for item in _optional_list(client, "cluster/ha/resources"):
         sid = str(item.get("sid", ""))
         number = sid.rpartition(":")[2]
         if number.isdigit() and item.get("state") != "ignored":
-            vmids.add(int(number))
+            vmids[int(number)] = str(item.get("auto-rebalance", 1)).lower() not in ("0", "false")
     return vmids
+
+
+def _crs(client: ProxmoxClient) -> dict[str, Any]:
+    """The datacenter `crs` option (PVE returns it parsed, as an object; older versions as a string)."""
+    try:
+        options = client.get("cluster/options")
+    except ApiCallError as exc:
+        log.debug("GET /cluster/options unavailable (%s); no crs option", exc)
+        return {}
+    crs = options.get("crs") if isinstance(options, dict) else None
+    if isinstance(crs, str):
+        return {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in crs.split(",") if p.strip())}
+    return dict(crs) if isinstance(crs, dict) else {}
 
 
 def _maintenance_nodes(client: ProxmoxClient) -> set[str]:
@@ -349,7 +366,7 @@ def _holds_guest_disks(storage: dict) -> bool:
     return "images" in content or "rootdir" in content
 
 
-def _guest_entry(item: dict, ha_vmids: set[int], local_disk: bool) -> dict:
+def _guest_entry(item: dict, ha_vmids: dict[int, bool], local_disk: bool) -> dict:
     vmid = int(item["vmid"])
     maxcpu = float(item.get("maxcpu") or 1)
     running = item.get("status") == "running"
@@ -368,6 +385,8 @@ def _guest_entry(item: dict, ha_vmids: set[int], local_disk: bool) -> dict:
         "local_disk": local_disk,
         "ha": vmid in ha_vmids,
     }
+    if not ha_vmids.get(vmid, True):
+        entry["auto_rebalance"] = False
     if item.get("tags"):
         entry["tags"] = str(item["tags"])
     if item.get("pool"):
