@@ -81,8 +81,7 @@ def test_records_have_the_judged_fields_and_consistent_figures(quick_run):
     _, doc = quick_run
     settings = Settings()
     for rec in doc["instances"]:
-        small = rec["n_nodes"] <= 8 and rec["n_guests"] <= 80  # the default-settings run is for those only
-        assert set(rec["runs"]) == {"greedy", "cpsat@greedy"} | ({"cpsat-default"} if small else set())
+        assert set(rec["runs"]) == {"greedy", "cpsat@greedy", "cpsat@25", "cpsat-auto"}
         p = build_problem(cluster_from_dict(_model(rec)), settings).with_budget(None)
         cl, rules = p.cluster, p.rules
         assert rec["spread_before"] == pytest.approx(check.spread(p, cl.guest_node), abs=1e-3)
