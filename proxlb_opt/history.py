@@ -1,6 +1,6 @@
 """What the service remembers between rounds, so that guests are not moved back and forth (pure).
 
-The service keeps a small state file (path `service.state_file`, default under /var/lib/proxlb-opt/):
+The service keeps a small state file (path `optimizer.state_file`, default under /var/lib/proxlb-opt/):
 the migrations it made, with time and reason, and where every guest was at the end of its last round.
 From that, before each round:
 * a guest it moved **for balance** within `optimizer.cooldown` is not moved again for balance;
