@@ -850,7 +850,7 @@ def apply(
 
     from proxlb_opt.service import migration_gate
 
-    from proxlb_opt.adapters.audit import AuditLog
+    from proxlb_opt.adapters.audit import AuditLog, secrets_of
     from proxlb_opt.operations import apply_lock
 
     _setup_logging(verbose)
@@ -874,11 +874,13 @@ def apply(
     if gate is not None:
         log.warning(gate)
         return
-    audit = AuditLog.open(settings.audit_log, "apply")  # before the question: a run that would refuse says so first
+    # Opened before the question: a run that would refuse says so first.
+    audit = AuditLog.open(settings.audit_log, "apply", secrets_of(settings))
     if not yes:
         _confirm(len(steps))
     executor = Executor(client, settings, emit=audit.tee(_event_printer(as_json, steps)))
-    report = executor.run(steps)
+    with audit.running(steps):  # run_start, the planned moves, ..., run_end
+        report = executor.run(steps)
     summary = report.summary()
     if as_json:
         _json_line({"event": "summary", **summary})

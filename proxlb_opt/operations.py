@@ -1,10 +1,10 @@
 """What runs that may migrate share, and what a running service shows: the wiring of the lock, the audit
 log and the metrics (adapters/lock.py, adapters/audit.py, adapters/metrics.py) into `apply` and `service`.
 
-`apply` takes the run lock before it reads the cluster for its plan (`apply_lock`) and records every step
-in the audit log (`AuditLog.open(...).tee(printer)`). The service (`ServiceWatch`) holds its instance lock
-for its whole life, takes the run lock for each round that may migrate, records the steps of every round
-in the audit log, and feeds every event to its metrics. Dry runs and `plan` take no lock and record
+`apply` takes the run lock before it reads the cluster for its plan (`apply_lock`) and records its run,
+its planned moves and every step in the audit log (`AuditLog.open(...)`, `.running(steps)`, `.tee(printer)`). The service (`ServiceWatch`) holds its instance lock
+for its whole life, takes the run lock for each round that may migrate, records every round that migrates
+(its plan, its steps, its end) in the audit log, and feeds every event to its metrics. Dry runs and `plan` take no lock and record
 nothing: they never migrate.
 
 The paths and the metrics address are read when the service starts; a reload (SIGHUP) that changes them
@@ -17,7 +17,7 @@ import contextlib
 import logging
 from typing import Any, Callable, ContextManager
 
-from proxlb_opt.adapters.audit import AuditLog
+from proxlb_opt.adapters.audit import AuditLog, secrets_of
 from proxlb_opt.adapters.lock import RunLock, lock_path, service_lock_path
 from proxlb_opt.config import Settings
 from proxlb_opt.errors import LockHeldError
@@ -61,7 +61,8 @@ class ServiceWatch:
         if not self.dry_run:
             self._instance = RunLock(service_lock_path(lock_path(s.lock_file)), "proxlb-opt service").acquire()
         try:
-            self.audit = AuditLog(None, "service") if self.dry_run else AuditLog.open(s.audit_log, "service")
+            self.audit = (AuditLog(None, "service") if self.dry_run
+                          else AuditLog.open(s.audit_log, "service", secrets_of(s)))
             if s.metrics_listen is not None:
                 host, port = self.metrics.serve(*s.metrics_listen)
                 shown = f"[{host}]" if ":" in host else host
@@ -83,13 +84,26 @@ class ServiceWatch:
         """Every event goes to the audit log and the metrics first, then to `downstream` (the printer)."""
         def emit(event: dict) -> None:
             if self.audit is not None:
-                self.audit.record(event)
+                self._audit(event)
             self.metrics.observe(event)
             if event.get("event") == "round" and self.settings.metrics_textfile:
                 self.metrics.write_textfile(self.settings.metrics_textfile)
             downstream(event)
 
         return emit
+
+    def _audit(self, event: dict) -> None:
+        """A round that migrates is a run of the audit log: its plan starts it, its summary ends it."""
+        kind = event.get("event")
+        if kind == "plan" and event.get("apply"):
+            from proxlb_opt.apply import steps_from_plan
+            from proxlb_opt.report import plan_dict
+
+            self.audit.begin(steps_from_plan(plan_dict(event["result"])))
+        elif kind == "round":
+            self.audit.end(error=event.get("error"))
+        else:
+            self.audit.record(event)
 
     def rounds(self, round_fn: Callable[..., Any], refused: Callable[[LockHeldError], Any]) -> Callable[..., Any]:
         def watched(settings: Settings, dry_run: bool, emit: Emit) -> Any:

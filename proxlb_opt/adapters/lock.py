@@ -146,6 +146,9 @@ class RunLock:
             return open_shared(self.path, os.O_RDWR, 0o644), True
         except PermissionError:
             pass
+        except OSError as exc:  # a symbolic link (ELOOP), a parent that is a file, a read-only file system
+            raise ConfigError(f"optimizer.lock_file: cannot open {self.path} ({exc.strerror or exc}); set it to a "
+                              f"file this user may create") from None
         try:
             # A lock file another user created and did not share: flock works on a read-only descriptor,
             # only the holder's name cannot be written.

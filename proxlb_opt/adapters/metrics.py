@@ -59,6 +59,9 @@ class ServiceMetrics:
         self.rounds_total = Counter(f"{p}_rounds", "Rounds by result (ok, error)", ["result"], registry=r)
         self.refusals_total = Counter(f"{p}_lock_refusals", "Rounds skipped because another run held the lock",
                                       registry=r)
+        self.last_status = Gauge(f"{p}_last_round_plan_status", "1 for the status of the last round's plan "
+                                 "(optimal, feasible, balanced, greedy), absent before the first plan", ["status"],
+                                 registry=r)
         self.last_planned = Gauge(f"{p}_last_round_migrations_planned", "Migrations the last round planned",
                                   registry=r)
         self.last_outcomes = Gauge(f"{p}_last_round_migrations", "Migration steps of the last round by outcome",
@@ -119,6 +122,8 @@ class ServiceMetrics:
         self.balance_after.set(result.spread_after / 100)
         self.bound.set(math.nan if result.bound is None else result.bound / 100)
         self.last_solve.set(result.solve_seconds + result.sequence_seconds)
+        self.last_status.clear()
+        self.last_status.labels(result.status).set(1)
 
     def _end(self, event: dict[str, Any]) -> None:
         now = self.monotonic()
