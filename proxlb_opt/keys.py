@@ -193,7 +193,8 @@ KEYS: tuple[Key, ...] = (
        "where this user may create it, else `$XDG_RUNTIME_DIR/proxlb-opt.lock` or a file of this user's "
        "own in the temporary directory"),
     _k("optimizer", "audit_log", "/var/lib/proxlb-opt/audit.jsonl", "—", OWN,
-       "JSON lines, one per migration step `apply` or the service starts or ends, fsync'd; `none`: off. "
+       "JSON lines for every run that migrates (`apply`, a service round): its start, planned moves, each "
+       "step's start and outcome with its reason, its end; appended and fsync'd; `none`: off. "
        "Default `$STATE_DIRECTORY/audit.jsonl` under systemd; a default that cannot be opened warns, a "
        "configured file that cannot be opened refuses to migrate (exit 2)"),
     _k("optimizer", "metrics_listen", "none (off)", "—", OWN,
