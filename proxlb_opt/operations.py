@@ -2,10 +2,11 @@
 log and the metrics (adapters/lock.py, adapters/audit.py, adapters/metrics.py) into `apply` and `service`.
 
 `apply` takes the run lock before it reads the cluster for its plan (`apply_lock`) and records its run,
-its planned moves and every step in the audit log (`AuditLog.open(...)`, `.running(steps)`, `.tee(printer)`). The service (`ServiceWatch`) holds its instance lock
-for its whole life, takes the run lock for each round that may migrate, records every round that migrates
-(its plan, its steps, its end) in the audit log, and feeds every event to its metrics. Dry runs and `plan` take no lock and record
-nothing: they never migrate.
+its planned moves and every step in the audit log (`AuditLog.open(...)`, `.running(steps)`,
+`.tee(printer)`). The service (`ServiceWatch`) holds its instance lock for its whole life, takes the run
+lock for each round that may migrate, records every round that migrates (its plan, its steps, its end) in
+the audit log, and feeds every event to its metrics. Dry runs and `plan` take no lock and record nothing:
+they never migrate.
 
 The paths and the metrics address are read when the service starts; a reload (SIGHUP) that changes them
 says that a restart is needed.
