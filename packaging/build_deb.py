@@ -180,8 +180,9 @@ Files: opt/proxlb-opt/venv/lib/*
 Copyright: the authors of each bundled Python package
 License: various
  The virtualenv bundles third-party Python packages installed from PyPI (OR-Tools,
- NumPy, PyYAML, Typer, Rich, proxmoxer, Requests and their dependencies). Each
- one keeps its license in its *.dist-info directory next to it.
+ NumPy, PyYAML, Typer, Rich, proxmoxer, Requests, prometheus-client and their
+ dependencies). Each one keeps its license in its *.dist-info directory next to
+ it.
 
 License: GPL-3.0-or-later
  This program is free software: you can redistribute it and/or modify it under

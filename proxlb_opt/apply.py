@@ -69,7 +69,7 @@ class StepResult:
     def as_dict(self) -> dict[str, Any]:
         s = self.step
         return {"vmid": s.vmid, "name": s.name, "type": s.type, "from": s.source, "to": s.target, "wave": s.wave,
-                "hop": s.hop, "state": self.state, "message": self.message, "upid": self.upid,
+                "hop": s.hop, "reason": s.reason, "state": self.state, "message": self.message, "upid": self.upid,
                 "seconds": round(self.seconds, 1)}
 
 

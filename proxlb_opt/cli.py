@@ -6,8 +6,9 @@ dry run, `-j` JSON, `-b` best node, `-v`/`--version`.
 
 Data goes to stdout (tables, or JSON alone with --json); logs and warnings go to stderr (logs.py:
 with syslog priorities for journald). Every ProxlbOptError becomes one line `error: ...` on stderr and
-its exit code (config/input 2, collection 3, infeasible 4, timeout 5, apply 6, internal 70) in `main`,
-the console entry point, which also turns typer's usage errors into one such line (exit 2).
+its exit code (config/input 2, collection 3, infeasible 4, timeout 5, apply 6, internal 70, another run
+holds the lock 75) in `main`, the console entry point, which also turns typer's usage errors into one
+such line (exit 2).
 """
 
 from __future__ import annotations
@@ -835,6 +836,7 @@ def snapshot(
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     plan_file: Optional[Path] = typer.Option(None, "--plan", help="A plan written by `plan --json` (default: plan now)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -848,8 +850,14 @@ def apply(
 
     from proxlb_opt.service import migration_gate
 
+    from proxlb_opt.adapters.audit import AuditLog, secrets_of
+    from proxlb_opt.operations import apply_lock
+
     _setup_logging(verbose)
     settings = _live_settings(config, "apply")
+    # One run at a time (exit 75 when another holds the lock), taken before the cluster is read for the plan;
+    # the command's context releases it on every way out.
+    ctx.with_resource(apply_lock(settings))
     client = ProxmoxClient(settings.api)
     if plan_file:
         plan_data, where = _read_plan(plan_file), str(plan_file)
@@ -866,10 +874,13 @@ def apply(
     if gate is not None:
         log.warning(gate)
         return
+    # Opened before the question: a run that would refuse says so first.
+    audit = AuditLog.open(settings.audit_log, "apply", secrets_of(settings))
     if not yes:
         _confirm(len(steps))
-    executor = Executor(client, settings, emit=_event_printer(as_json, steps))
-    report = executor.run(steps)
+    executor = Executor(client, settings, emit=audit.tee(_event_printer(as_json, steps)))
+    with audit.running(steps):  # run_start, the planned moves, ..., run_end
+        report = executor.run(steps)
     summary = report.summary()
     if as_json:
         _json_line({"event": "summary", **summary})

@@ -142,6 +142,11 @@ class Settings:
     target_spread: float | None = None  # pp to aim at when balancing; None: half the balanciness
     cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS  # service: no second balancing move of a guest within
     state_file: str = field(default_factory=default_state_file)  # service: what it remembers between rounds
+    # runs that may migrate (adapters/lock.py, adapters/audit.py) and what the service shows (adapters/metrics.py)
+    lock_file: str | None = None  # None: the default path, chosen when a run takes the lock
+    audit_log: str | None = None  # None: the default path (a warning when unusable); "": off
+    metrics_listen: tuple[str, int] | None = None  # service: serve /metrics on (host, port); None: off
+    metrics_textfile: str | None = None  # service: node_exporter textfile written after each round; None: off
     pve_rebalancer: str = "leave"  # PVE 9.2's own HA rebalancing on: "leave" its guests to it, or "refuse" to run
     time_limit: float = DEFAULT_TIME_LIMIT
     weights: Mapping[str, int] = field(default_factory=lambda: {"memory": 1, "cpu": 1, "disk": 1})
@@ -276,6 +281,7 @@ OPTIMIZER_KEYS: dict[str, Callable] = {
     "max_incoming_per_node": _number(1, True), "max_outgoing_per_node": _number(1, True),
     "poll_interval": _number(0.01), "read_guest_configs": _bool, "min_gain_per_move": _number(0),
     "target_spread": _anything, "cooldown": _anything, "state_file": _string,
+    "lock_file": _string, "audit_log": _string, "metrics_listen": _anything, "metrics_textfile": _string,
     "pve_rebalancer": _choice(("leave", "refuse")),
 }
 SOLVER_SECTION: dict[str, Callable] = {key: _anything for key in SOLVER_KEYS}
@@ -527,6 +533,7 @@ def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
         out["cooldown_seconds"] = parse_duration(section["cooldown"], f"{source}: optimizer.cooldown")
     if "max_migrations" in section:
         out["max_migrations"] = parse_max_migrations(section["max_migrations"], f"{source}: optimizer.max_migrations")
+    out.update(_operations_values(section, source))
     if section.get("weights") is not None:
         weights = {}
         for resource, weight in section["weights"].items():
@@ -545,6 +552,36 @@ def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
         if out["migration_bandwidth_mib_s"] <= 0:
             raise ConfigError(f"{source}: optimizer.migration_bandwidth: must be positive")
     return out
+
+
+def _operations_values(section: Mapping, source: str) -> dict[str, Any]:
+    """The lock file, the audit log (`none` or `off`: no log) and the service's metrics outputs."""
+    out: dict[str, Any] = {}
+    for key in ("lock_file", "metrics_textfile"):
+        if section.get(key) not in (None, ""):
+            out[key] = section[key]
+    if section.get("audit_log") is not None:
+        text = str(section["audit_log"])
+        out["audit_log"] = "" if text.lower() in ("none", "off", "") else text
+    if section.get("metrics_listen") is not None:
+        out["metrics_listen"] = parse_listen(section["metrics_listen"], f"{source}: optimizer.metrics_listen")
+    return out
+
+
+def parse_listen(value: Any, where: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[IPv6]:PORT`, or a port alone (loopback: 127.0.0.1) → (host, port)."""
+    text = str(value).strip()
+    if text.isdigit():
+        host, port = "127.0.0.1", text
+    elif text.startswith("[") and "]:" in text:
+        host, port = text[1:].split("]:", 1)
+    elif text.count(":") == 1:
+        host, port = text.split(":", 1)
+    else:
+        raise ConfigError(f"{where}: expected HOST:PORT, [IPv6]:PORT or a port, got {value!r}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ConfigError(f"{where}: expected HOST:PORT with a port from 0 to 65535, got {value!r}")
+    return host, int(port)
 
 
 def parse_max_migrations(value: Any, where: str) -> int | None | str:

@@ -66,6 +66,15 @@ class UnsafePlanError(ProxlbOptError):
         self.guests = guests  # indices of the guests whose moves could not be ordered
 
 
+class LockHeldError(ProxlbOptError):
+    """Another proxlb-opt run that may migrate holds the lock on this host (adapters/lock.py).
+
+    75 is sysexits' EX_TEMPFAIL: nothing is wrong with the command; run it again when the other one ends.
+    """
+
+    exit_code = 75
+
+
 class InternalError(ProxlbOptError):
     """Our bug: the checker or the replay disagreed with what the solver or sequencer produced."""
 

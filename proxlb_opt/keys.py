@@ -186,6 +186,23 @@ KEYS: tuple[Key, ...] = (
     _k("optimizer", "state_file", "/var/lib/proxlb-opt/state.json", "—", OWN,
        "service: where it remembers its migrations and the last placement between rounds (under systemd's "
        "`StateDirectory=`, `$STATE_DIRECTORY/state.json`)"),
+    _k("optimizer", "lock_file", "/run/proxlb-opt/proxlb-opt.lock", "—", OWN,
+       "`apply` and each `service` round that may migrate hold this lock (flock), and a service holds "
+       "`<name>.service.lock` beside it for its life; a second run is refused with exit 75 naming the holder. "
+       "Default: `$RUNTIME_DIRECTORY/proxlb-opt.lock` under systemd, else /run/proxlb-opt/proxlb-opt.lock "
+       "where this user may create it, else `$XDG_RUNTIME_DIR/proxlb-opt.lock` or a file of this user's "
+       "own in the temporary directory"),
+    _k("optimizer", "audit_log", "/var/lib/proxlb-opt/audit.jsonl", "—", OWN,
+       "JSON lines for every run that migrates (`apply`, a service round): its start, planned moves, each "
+       "step's start and outcome with its reason, its end; appended and fsync'd; `none`: off. "
+       "Default `$STATE_DIRECTORY/audit.jsonl` under systemd; a default that cannot be opened warns, a "
+       "configured file that cannot be opened refuses to migrate (exit 2)"),
+    _k("optimizer", "metrics_listen", "none (off)", "—", OWN,
+       "service: serve Prometheus metrics on `HOST:PORT` (`127.0.0.1:9877`, `[::1]:9877`; a port alone "
+       "means 127.0.0.1) at `/metrics`"),
+    _k("optimizer", "metrics_textfile", "none (off)", "—", OWN,
+       "service: write the same metrics to this node_exporter textfile (a `.prom` file) at start and after "
+       "each round, atomically"),
     _k("optimizer", "pve_rebalancer", "leave", "—", OWN,
        "when PVE 9.2's own HA rebalancing is on (`crs: ha-auto-rebalance`): `leave` the HA guests it may move "
        "to it (they count as fixed load) or `refuse` to plan"),

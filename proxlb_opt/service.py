@@ -16,6 +16,10 @@ put for that time; mandatory moves are never held back. A dry run reads the stat
 `emit` receives every event as a dict: a round's "plan" (with the PlanResult under "result" and
 whether it will be applied under "apply"), the apply steps (apply.Executor's), and "round" at
 the end of each round with its counts.
+
+Who else may run, what is recorded and what is shown (operations.py): a second service on this host
+refuses to start, each round that may migrate holds the run lock that `apply` holds too, every step
+goes to the audit log, and the events feed the Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from proxlb_opt.apply import Executor, steps_from_plan
 from proxlb_opt.config import Settings, load_settings
 from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError
 from proxlb_opt.history import History, MoveRecord
+from proxlb_opt.operations import ServiceWatch
 from proxlb_opt.planner import PlanResult, make_plan
 from proxlb_opt.report import plan_dict
 
@@ -168,6 +173,16 @@ def _apply_log_level(settings: Settings) -> None:
 
 
 def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], None], *,
+                round_fn: Callable[..., Round] = one_round) -> Round:
+    """The service loop, watched (operations.py): one instance per host (LockHeldError, exit 75, when another
+    service holds the instance lock), a run lock for each round that may migrate (a round that finds it held
+    is skipped with that error), the audit log, and metrics."""
+    with ServiceWatch(load_settings(config), dry_run) as watch:
+        return _run_rounds(config, once, dry_run, watch.emits(emit),
+                           round_fn=watch.rounds(round_fn, refused=lambda error: Round(error=error)))
+
+
+def _run_rounds(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], None], *,
                 round_fn: Callable[..., Round] = one_round) -> Round:
     stop = threading.Event()
     reload = threading.Event()

@@ -55,6 +55,8 @@ def test_unit_has_the_required_settings():
     assert one(s, "Restart") == "on-failure"
     assert one(s, "StateDirectory") == "proxlb-opt"
     assert one(s, "RuntimeDirectory") == "proxlb-opt"
+    # The lock files live there: a directory removed at stop would split one lock into two files.
+    assert one(s, "RuntimeDirectoryPreserve") == "yes"
     assert one(s, "WorkingDirectory") == "/var/lib/proxlb-opt"
     assert one(unit["Install"], "WantedBy") == "multi-user.target"
 
