@@ -37,7 +37,7 @@ from proxlb_opt import logs
 from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_settings, parse_max_migrations
 from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError, scrub, scrub_data
-from proxlb_opt.limits import dumps as json_dumps, loads_json
+from proxlb_opt.limits import MAX_SECONDS, MAX_WORKERS, dumps as json_dumps, loads_json
 
 try:  # typer ≥ 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -159,8 +159,17 @@ def _config_file(config: Optional[Path]) -> Optional[Path]:
 
 
 def _settings(config: Optional[Path], **overrides: Any) -> Settings:
+    _check_option_ranges(overrides.get("time_limit"), overrides.get("workers"))
     settings = load_settings(_config_file(config))
     return settings.with_overrides(**overrides)
+
+
+def _check_option_ranges(time_limit: Optional[float], workers: Optional[int]) -> None:
+    """--time-limit and --workers within what the solver takes (the config's keys have the same limits)."""
+    if time_limit is not None and not 0 < time_limit <= MAX_SECONDS:
+        raise InputError(f"--time-limit: must be a positive number of seconds, at most {MAX_SECONDS:g} (a week)")
+    if workers is not None and not 0 <= workers <= MAX_WORKERS:
+        raise InputError(f"--workers: must be from 0 (automatic) to {MAX_WORKERS}")
 
 
 def _choice(value: Optional[str], options: tuple[str, ...], flag: str) -> Optional[str]:

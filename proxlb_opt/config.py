@@ -699,7 +699,7 @@ def _api_values(section: Mapping, source: str, env: Mapping[str, str]) -> ApiSet
         raise ConfigError(f"{where}.ssl_verification: expected true/false (also on/off, yes/no) or the path of a "
                           f"CA file, got {shown(verify)}")
     return ApiSettings(
-        hosts=tuple(hosts), user=str(user), password=password, token_id=token_id, token_secret=token_secret,
+        hosts=_hosts(hosts, where), user=str(user), password=password, token_id=token_id, token_secret=token_secret,
         ssl_verification=verify, ca_file=ca_file, timeout=float(section.get("timeout") or 10),
         retries=int(section.get("retries") or 1), wait_time=float(section.get("wait_time") or 1),
     )
@@ -708,15 +708,48 @@ def _api_values(section: Mapping, source: str, env: Mapping[str, str]) -> ApiSet
 def _secret(section: Mapping, key: str, where: str, env: Mapping[str, str]) -> Secret | None:
     if section.get(key) not in (None, ""):
         return Secret(str(section[key]))
+    # The names below are not quoted in messages: a secret typed into the wrong key would be printed.
     env_name = section.get(f"{key}_env")
     if env_name:
+        if not ENV_NAME.fullmatch(env_name):
+            raise ConfigError(f"{where}.{key}_env: not an environment variable name (it should name the variable "
+                              f"that holds the secret, not be the secret; the value is not shown)")
         if env_name not in env or not env[env_name]:
-            raise ConfigError(f"{where}.{key}_env: environment variable {env_name} is not set")
+            # Named only when it looks like the usual upper-case name: a secret rarely does.
+            named = f" {env_name}" if USUAL_ENV_NAME.fullmatch(env_name) else " it names (not shown)"
+            raise ConfigError(f"{where}.{key}_env: environment variable{named} is not set")
         return Secret(env[env_name])
     file_name = section.get(f"{key}_file")
     if file_name:
         try:
-            return Secret(Path(file_name).read_text(encoding="utf-8").strip())
-        except OSError:
-            raise ConfigError(f"{where}.{key}_file: cannot read {file_name}") from None
+            text = Path(file_name).read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}.{key}_file: the file it names is not UTF-8 text") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.__class__.__name__
+            raise ConfigError(f"{where}.{key}_file: cannot read the file it names ({reason}; the name is not "
+                              f"shown in case it is the secret itself)") from None
+        if not text:
+            raise ConfigError(f"{where}.{key}_file: the file it names is empty")
+        return Secret(text)
     return None
+
+
+#: What an environment variable name looks like (POSIX: letters, digits, underscores; not a digit first).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+USUAL_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+#: A host written with credentials: user:secret@host or user@host (URL userinfo).
+_USERINFO = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?([^/@\s]+)@", re.IGNORECASE)
+
+
+def _hosts(hosts: Any, where: str) -> tuple[str, ...]:
+    """API hosts as written (name, name:port, [v6]:port); a host carrying credentials is refused unquoted."""
+    out = []
+    for host in hosts:
+        match = _USERINFO.match(host)
+        if match:
+            register_secret(match.group(1).partition(":")[2])  # in case it reaches a message elsewhere
+            raise ConfigError(f"{where}.hosts: a host carries credentials (user:secret@host); give the host alone "
+                              f"and the credentials in user and pass (the value is not shown)")
+        out.append(host)
+    return tuple(out)
