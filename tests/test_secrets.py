@@ -175,3 +175,37 @@ def test_tls_verification_off_warns_once(tmp_path, sim):
     warnings = [line for line in err.splitlines() if "verification is off" in line]
     assert len(warnings) == 1 and warnings[0].startswith(("warning:", "<4>warning:"))
     assert "InsecureRequestWarning" not in err and "Unverified HTTPS" not in err
+
+
+# ----------------------------------------------------------------------------- names are text, not markup
+
+MARKUP_MODEL = {
+    "version": 1, "cluster": "[bold]c[/]",
+    "nodes": [{"name": "[red]n1[/red]", "cpus": 8, "memory": "32G"}, {"name": "n2[/]", "cpus": 8, "memory": "32G"},
+              {"name": "[link=http://x]n3", "cpus": 8, "memory": "32G"}],
+    "guests": [{"vmid": 100 + i, "name": f"[/]g{i}[b]", "node": "[red]n1[/red]", "memory": "4G",
+                "tags": ["plb_anti_affinity_[x]"], "pool": "[/pool]"} for i in range(6)],
+}
+
+
+@pytest.mark.parametrize("args", [
+    ["plan", "--workers", "1", "--time-limit", "3"],
+    ["plan", "--workers", "1", "--time-limit", "3", "--verbose", "--explain", "100"],
+    ["plan", "--workers", "1", "--time-limit", "3", "--pareto"],
+    ["plan", "--workers", "1", "--time-limit", "3", "--maintenance", "[red]n1[/red]"],
+    ["best-node", "--cpus", "2", "--memory", "4G", "--tags", "[/x]"],
+    ["what-if", "--n-plus", "1", "--time-limit", "3"],
+    ["what-if", "--room", "4c16G", "--time-limit", "3"],
+    ["what-if", "--remove", "n2[/]", "--time-limit", "3"],
+    ["what-if", "--drain", "[red]n1[/red]", "--time-limit", "3"],
+    ["what-if", "--rolling", "--time-limit", "3"],
+    ["what-if", "--add-node", "[i]n4:8:32G", "--time-limit", "3"],
+])
+def test_names_with_rich_markup_are_printed_as_written(tmp_path, args):
+    path = tmp_path / "markup.yaml"
+    path.write_text(yaml.safe_dump(MARKUP_MODEL))
+    code, out, err = run_main([args[0], "--model", path, *args[1:]])
+    assert code not in (1, 2, 70), err
+    assert "Traceback" not in out + err and "MarkupError" not in err
+    if "--pareto" not in args:  # the curve names no guest or node
+        assert "[/]g" in out or "[red]n1[/red]" in out or "n2[/]" in out
