@@ -1109,8 +1109,10 @@ def simulate(
     """Serve a simulated Proxmox VE API over HTTPS, seeded from a model file (for rehearsals and tests)."""
     from proxlb_opt.simulator.server import run_simulator
 
-    if time_scale <= 0:
-        raise InputError("--time-scale: must be positive")
+    if not 0 < time_scale <= 1e6:
+        raise InputError("--time-scale: must be positive (at most 1000000)")
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port: must be from 0 to 65535, got {port}")
     try:
         run_simulator(str(model), host=host, port=port, time_scale=time_scale,
                       ca_dir=str(ca_dir) if ca_dir else None, stream=sys.stdout)

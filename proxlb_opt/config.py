@@ -422,7 +422,7 @@ def read_yaml(text: str, where: str, error: type[Exception], kind: str = "YAML")
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        if "increasing flow level" in problem or "increasing block level" in problem:
+        if any(phrase in problem for phrase in ("increasing flow level", "increasing block level", "nesting depth")):
             problem = "nested too deeply"
         raise error(f"{where}: not valid {kind}{at}: {problem}") from None
     except ValueError as exc:  # the pure-Python loader on out-of-range timestamps and the like

@@ -38,8 +38,8 @@ MAX_WORKERS = 256
 MAX_SECONDS = 7 * 24 * 3600.0
 #: Waves and hops in a plan file, migrations in a budget: far above any real plan.
 MAX_WAVE = 1_000_000
-#: Guests a what-if may add at once.
-MAX_NEW_GUESTS = 100_000
+#: Guests a what-if may add at once (`--add 10x4c16G`): more than any one order of new machines.
+MAX_NEW_GUESTS = 10_000
 
 
 def check_tree(data: Any, where: str, fail: Callable[[str], Exception]) -> Any:
