@@ -8,7 +8,6 @@ names (`mem_mib`, `cpu_milli`, `disk_mib`), axis `g` for guests and `n` for node
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -18,13 +17,10 @@ import yaml
 
 from proxlb_opt.config import closest_key, read_yaml
 from proxlb_opt.errors import ModelError
-from proxlb_opt.limits import MAX_VMID, loads_json
+from proxlb_opt.limits import MAX_VMID, dumps, loads_json
 from proxlb_opt.units import parse_cores_milli, parse_size_mib
 
 MODEL_VERSION = 1
-#: libyaml's C loader when PyYAML was built with it: 2–3× faster on large model files than the pure-Python one.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 NODE_KEYS = {
     "name", "cpus", "memory", "disk", "memory_used", "cpu_usage", "disk_used", "status", "maintenance", "pressure",
 }
@@ -638,7 +634,7 @@ def model_text(cluster: Cluster, as_json: bool = False) -> str:
     """The text of a model file: YAML, or JSON."""
     data = cluster_to_dict(cluster)
     if as_json:
-        return json.dumps(data, indent=2) + "\n"
+        return dumps(data, indent=2) + "\n"  # strict: never NaN or Infinity
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
 
 

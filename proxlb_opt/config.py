@@ -407,7 +407,8 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None,
     return settings.at(now or datetime.now())
 
 
-#: libyaml's C loader when PyYAML was built with it: faster, and its nesting limit is an error, not a crash.
+#: libyaml's C loader when PyYAML was built with it: 2–3× faster on large model files than the pure-Python
+#: one, and its nesting limit is an error, not a crash.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
