@@ -28,6 +28,7 @@ from proxlb_opt.cluster import Cluster, cluster_from_dict, without_nodes
 from proxlb_opt.config import Settings
 from proxlb_opt.errors import CollectionError, InputError
 from proxlb_opt.feasibility import Occupancy
+from proxlb_opt.limits import MAX_SECONDS, MAX_VMID, MAX_WAVE
 from proxlb_opt.problem import build_problem
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -54,7 +55,7 @@ class PlannedStep:
                        type=str(entry.get("type", "vm")), source=str(entry["from"]), target=str(entry["to"]),
                        wave=int(entry["wave"]), hop=int(entry.get("hop", 0) or 0),
                        reason=str(entry.get("reason", "balance")), predicted_s=float(entry.get("seconds") or 0.0))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputError(f"{where}: migration entry needs vmid, from, to and wave ({exc.__class__.__name__})") from None
 
 
@@ -95,6 +96,9 @@ def steps_from_plan(plan: dict, where: str = "plan") -> list[PlannedStep]:
     steps = [PlannedStep.from_json(m, f"{where}: migrations[{i}]") for i, m in enumerate(plan["migrations"])]
     if any(s.wave < 0 for s in steps):
         raise InputError(f"{where}: migrations[].wave must not be negative")
+    if any(not 0 < s.vmid <= MAX_VMID or s.wave > MAX_WAVE or not 0 <= s.hop <= MAX_WAVE
+           or not 0 <= s.predicted_s <= MAX_SECONDS for s in steps):
+        raise InputError(f"{where}: migrations[]: vmid, wave, hop or seconds out of range")
     if any(s.wave == 0 for s in steps):
         # Written before waves were numbered from 1 (same format version 1): the order is what counts,
         # so shift to the numbering the plan table and the events use.

@@ -37,7 +37,8 @@ _STARTED = [time.monotonic(), False]
 from proxlb_opt import logs
 from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_settings, parse_max_migrations
 from proxlb_opt.deadline import Deadline
-from proxlb_opt.errors import ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError
+from proxlb_opt.errors import ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError, scrub, scrub_data
+from proxlb_opt.limits import MAX_SECONDS, MAX_WORKERS, dumps as json_dumps, loads_json
 
 try:  # typer ≥ 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -159,8 +160,17 @@ def _config_file(config: Optional[Path]) -> Optional[Path]:
 
 
 def _settings(config: Optional[Path], **overrides: Any) -> Settings:
+    _check_option_ranges(overrides.get("time_limit"), overrides.get("workers"))
     settings = load_settings(_config_file(config))
     return settings.with_overrides(**overrides)
+
+
+def _check_option_ranges(time_limit: Optional[float], workers: Optional[int]) -> None:
+    """--time-limit and --workers within what the solver takes (the config's keys have the same limits)."""
+    if time_limit is not None and not 0 < time_limit <= MAX_SECONDS:
+        raise InputError(f"--time-limit: must be a positive number of seconds, at most {MAX_SECONDS:g} (a week)")
+    if workers is not None and not 0 <= workers <= MAX_WORKERS:
+        raise InputError(f"--workers: must be from 0 (automatic) to {MAX_WORKERS}")
 
 
 def _choice(value: Optional[str], options: tuple[str, ...], flag: str) -> Optional[str]:
@@ -190,14 +200,19 @@ def _load_cluster(model: Optional[Path], settings: Settings):
     return collect_live(settings)
 
 
+def _json_text(data: Any, indent: int | None = 2) -> str:
+    """Strict JSON (never NaN or Infinity) without secrets: what stdout and --output files get."""
+    return json_dumps(scrub_data(data), indent=indent)
+
+
 def _emit_json(data: Any, indent: int = 2) -> None:
-    sys.stdout.write(json.dumps(data, indent=indent) + "\n")
+    sys.stdout.write(_json_text(data, indent) + "\n")
     sys.stdout.flush()
 
 
 def _json_line(event: dict) -> None:
     """One JSON object per line, flushed at once (apply and service events for automation)."""
-    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.write(_json_text(event, None) + "\n")
     sys.stdout.flush()
 
 
@@ -371,7 +386,7 @@ def plan(
         return
     data = plan_dict(result)
     if output is not None and not _is_stdout(output):
-        _write_text(output, json.dumps(data, indent=2) + "\n")
+        _write_text(output, _json_text(data) + "\n")
     if as_json or _is_stdout(output):
         _emit_json(data)
     else:
@@ -497,7 +512,7 @@ def best_node(
     else:
         console = _stdout()
         console.print(best_node_table(ranking))
-        console.print(f"best node: {data['node']}" if data["node"] else "no node can take this guest")
+        console.print(Text(f"best node: {data['node']}" if data["node"] else "no node can take this guest"))
     if data["node"] is None:
         raise typer.Exit(InfeasibleError.exit_code)
 
@@ -505,8 +520,8 @@ def best_node(
 def _terraform_query() -> dict[str, str]:
     raw = sys.stdin.read()
     try:
-        query = json.loads(raw or "{}")
-    except json.JSONDecodeError:
+        query = loads_json(raw or "{}", "--terraform", InputError)
+    except InputError:
         raise InputError("--terraform: stdin is not a JSON object (Terraform's external data source query)") from None
     if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
         raise InputError("--terraform: the query must be a JSON object of strings")
@@ -622,7 +637,7 @@ def what_if(
                                        add=add, tags=tags, keep=keep_n_plus_1, remove=remove, add_node=add_node,
                                        growth=growth, growth_curve=growth_curve, rolling=rolling, nodes=nodes or [])
     if output is not None:
-        _write_text(output, json.dumps(data, indent=2) + "\n")
+        _write_text(output, _json_text(data) + "\n")
     if runbook is not None:
         if data.get("scenario") != "rolling":
             raise InputError("--runbook goes with --rolling")
@@ -803,7 +818,7 @@ def _what_if_text(data: dict):
         h = data["headroom"]
         lines.append(f"room for {h['total']} more guests of {h['shape']} (hard limits only; --room honours rules):")
         lines += [f"  {node}: {count} (limited by {h['limiting'][node]})" for node, count in h["per_node"].items()]
-    return "\n".join(lines)
+    return Text("\n".join(lines))
 
 
 # ----------------------------------------------------------------------------- snapshot
@@ -892,11 +907,12 @@ def apply(
 
 def _read_plan(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: plan file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a JSON plan ({exc.__class__.__name__})") from None
+    return loads_json(text, f"{path}: not a JSON plan", InputError)
 
 
 def _plan_live(settings: Settings, as_json: bool) -> dict:
@@ -1104,8 +1120,10 @@ def simulate(
     """Serve a simulated Proxmox VE API over HTTPS, seeded from a model file (for rehearsals and tests)."""
     from proxlb_opt.simulator.server import run_simulator
 
-    if time_scale <= 0:
-        raise InputError("--time-scale: must be positive")
+    if not 0 < time_scale <= 1e6:
+        raise InputError("--time-scale: must be positive (at most 1000000)")
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port: must be from 0 to 65535, got {port}")
     try:
         run_simulator(str(model), host=host, port=port, time_scale=time_scale,
                       ca_dir=str(ca_dir) if ca_dir else None, stream=sys.stdout)
@@ -1161,6 +1179,13 @@ def _usage_message(exc: UsageError) -> str:
     return f"{message}; see {where} --help"
 
 
+#: The error line is cut here: a value quoted from a bad input may be megabytes long.
+MAX_ERROR_CHARS = 1000
+
+
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(logs.error_line(" ".join(message.splitlines())) + "\n")
+    line = scrub(" ".join(message.splitlines()))  # before cutting: a secret cut in two is still a secret
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[:MAX_ERROR_CHARS] + f"… ({len(line) - MAX_ERROR_CHARS} more characters)"
+    sys.stderr.write(logs.error_line(line) + "\n")
     sys.exit(code)

@@ -8,7 +8,6 @@ names (`mem_mib`, `cpu_milli`, `disk_mib`), axis `g` for guests and `n` for node
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -16,14 +15,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import yaml
 
-from proxlb_opt.config import closest_key
+from proxlb_opt.config import closest_key, read_yaml
 from proxlb_opt.errors import ModelError
+from proxlb_opt.limits import MAX_VMID, dumps, loads_json
 from proxlb_opt.units import parse_cores_milli, parse_size_mib
 
 MODEL_VERSION = 1
-#: libyaml's C loader when PyYAML was built with it: 2–3× faster on large model files than the pure-Python one.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 NODE_KEYS = {
     "name", "cpus", "memory", "disk", "memory_used", "cpu_usage", "disk_used", "status", "maintenance", "pressure",
 }
@@ -268,13 +265,10 @@ def read_model_file(path: str | Path) -> dict:
         raise ModelError(f"{path}: model file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: cannot read model file ({exc.__class__.__name__})") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, Loader=YAML_LOADER)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ModelError(f"{path}: not valid YAML/JSON{where}: {first_line}") from None
+    if path.suffix.lower() == ".json":
+        data = loads_json(text, str(path), ModelError)
+    else:
+        data = read_yaml(text, str(path), ModelError, "YAML/JSON")
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a mapping with 'version', 'nodes' and 'guests'")
     return data
@@ -366,11 +360,11 @@ def _read_guest(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int]) -
     where = f"guests[{i}]"
     r.keys(entry, GUEST_KEYS, where)
     vmid = entry.get("vmid")
-    if isinstance(vmid, bool) or not isinstance(vmid, int) or vmid <= 0:
-        if isinstance(vmid, str) and vmid.isdigit() and int(vmid) > 0:
-            vmid = int(vmid)
-        else:
-            raise r.fail(f"{where}.vmid", f"must be a positive integer, got {vmid!r}")
+    if isinstance(vmid, str) and vmid.isascii() and vmid.isdigit() and len(vmid) < 12:
+        vmid = int(vmid)
+    if isinstance(vmid, bool) or not isinstance(vmid, int) or not 0 < vmid <= MAX_VMID:
+        shown = repr(vmid) if len(repr(vmid)) <= 60 else repr(vmid)[:57] + "..."
+        raise r.fail(f"{where}.vmid", f"must be an integer from 1 to {MAX_VMID}, got {shown}")
     where = f"guests[{i}] (vmid {vmid})"
     node_name = entry.get("node")
     if node_name is None:
@@ -426,13 +420,15 @@ def _read_ha_rule(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int])
         nodes_value = entry.get("nodes")
         if not nodes_value:
             raise r.fail(f"{where}.nodes", "is required for a node-affinity rule")
-        items = nodes_value.split(",") if isinstance(nodes_value, str) else list(nodes_value)
+        items = _items(nodes_value)
+        if items is None:
+            raise r.fail(f"{where}.nodes", "expected a list or \"node:priority,…\"")
         for item in items:
             node_name, _, prio = str(item).strip().partition(":")
-            try:
-                priorities.append((node_name, int(prio) if prio else 0))
-            except ValueError:
-                raise r.fail(f"{where}.nodes", f"bad priority in {item!r} (expected node:number)") from None
+            prio = prio.strip()
+            if prio and not (prio.isascii() and prio.lstrip("-").isdigit() and len(prio) < 10):
+                raise r.fail(f"{where}.nodes", f"bad priority in {str(item)[:60]!r} (expected node:number)")
+            priorities.append((node_name, int(prio) if prio else 0))
     return HaRule(
         name=name,
         type=rule_type,
@@ -444,16 +440,27 @@ def _read_ha_rule(r: _Reader, entry: Any, i: int, node_index: Mapping[str, int])
     )
 
 
+def _items(value: Any) -> list | None:
+    """A comma-separated string or a list as a list of items; None for anything else."""
+    if isinstance(value, str):
+        return value.split(",")
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
 def _parse_ha_resources(r: _Reader, value: Any, where: str) -> tuple[int, ...]:
     if not value:
         raise r.fail(where, "is required (e.g. \"vm:101,ct:102\")")
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = _items(value)
+    if items is None:
+        raise r.fail(where, "expected a list or \"vm:101,ct:102\"")
     vmids = []
     for item in items:
         text = str(item).strip()
         _, _, number = text.rpartition(":")
-        if not number.isdigit():
-            raise r.fail(where, f"cannot read resource {text!r} (expected vm:ID or ct:ID)")
+        if not (number.isascii() and number.isdigit() and 0 < len(number) < 12 and 0 < int(number) <= MAX_VMID):
+            raise r.fail(where, f"cannot read resource {text[:60]!r} (expected vm:ID or ct:ID)")
         vmids.append(int(number))
     return tuple(vmids)
 
@@ -627,7 +634,7 @@ def model_text(cluster: Cluster, as_json: bool = False) -> str:
     """The text of a model file: YAML, or JSON."""
     data = cluster_to_dict(cluster)
     if as_json:
-        return json.dumps(data, indent=2) + "\n"
+        return dumps(data, indent=2) + "\n"  # strict: never NaN or Infinity
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
 
 

@@ -13,7 +13,10 @@ never part of any message or repr.
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
+import reprlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +24,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from proxlb_opt.errors import ConfigError
+from proxlb_opt.errors import ConfigError, register_secret
+from proxlb_opt.limits import MAX_CORES, MAX_INT32, MAX_SECONDS, MAX_SIZE_MIB, MAX_WORKERS, check_tree
 from proxlb_opt.schedule import MaintenanceSchedule, parse_schedule
 
 RESOURCES = ("memory", "cpu", "disk")
@@ -58,13 +62,37 @@ def closest_key(key: str, known: Iterable[str]) -> str | None:
 
 
 class Secret(str):
-    """A string that never shows itself in repr/str formatting of containers or logs."""
+    """A string that never shows itself: repr, str() and f-strings give stars; `reveal()` gives the value.
+
+    Creating one registers it with errors.scrub, which removes it from every error line, log record and
+    JSON output, whatever text it got into.
+    """
+
+    def __new__(cls, value: str) -> "Secret":
+        secret = super().__new__(cls, value)
+        register_secret(secret)
+        return secret
 
     def __repr__(self) -> str:
         return "Secret('********')"
 
+    def __str__(self) -> str:
+        return "********"
+
+    def __format__(self, spec: str) -> str:
+        return "********"
+
     def reveal(self) -> str:
         return str.__str__(self)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 60, 60, 40, 2, 4, 4
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short (a bad value may be huge)."""
+    return _REPR.repr(value)
 
 
 @dataclass(frozen=True)
@@ -189,25 +217,62 @@ class Settings:
 # ----------------------------------------------------------------------------- schema
 
 
-def _bool(value: Any, where: str) -> bool:
+#: How the config writes true and false, everywhere (YAML's own booleans, and these words and digits).
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def as_bool(value: Any) -> bool | None:
+    """True or False for the config's ways of writing a boolean; None for anything else."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
-        return value.lower() in ("true", "yes", "on")
-    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    return None
 
 
-def _number(minimum: float | None = 0, integer: bool = False) -> Callable[[Any, str], Any]:
+def _bool(value: Any, where: str) -> bool:
+    result = as_bool(value)
+    if result is None:
+        raise ConfigError(f"{where}: expected true or false, got {shown(value)}")
+    return result
+
+
+#: The largest value of a config number unless its key says otherwise.
+MAX_FLOAT = 1e9
+#: Percentages (thresholds, pressure) and percentage points (balanciness, spreads, gains).
+MAX_PERCENT = 100.0
+MAX_PP = 1000.0
+#: Counts of jobs, migrations per node, weights, retries.
+MAX_COUNT = 1000
+#: service.schedule and service.delay: a year and a day.
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600
+
+
+def _number(minimum: float | None = 0, integer: bool = False,
+            maximum: float | None = None) -> Callable[[Any, str], Any]:
+    """A reader of a finite number in [minimum, maximum] (default maximum: int32 for whole numbers)."""
+    top = maximum if maximum is not None else (MAX_INT32 if integer else MAX_FLOAT)
+
     def read(value: Any, where: str) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        given = value
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected a number, got {shown(given)}")
+        if isinstance(value, str):
             try:
-                value = float(value) if not integer else int(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if integer and float(value) != int(value):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {shown(given)}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {shown(given)}")
+        if integer and value != int(value):
+            raise ConfigError(f"{where}: expected a whole number, got {shown(given)}")
         if minimum is not None and value < minimum:
-            raise ConfigError(f"{where}: must be at least {minimum}, got {value!r}")
+            raise ConfigError(f"{where}: must be at least {minimum:g}, got {shown(given)}")
+        if value > top:
+            raise ConfigError(f"{where}: must be at most {top:g}, got {shown(given)}")
         return int(value) if integer else float(value)
 
     return read
@@ -215,7 +280,15 @@ def _number(minimum: float | None = 0, integer: bool = False) -> Callable[[Any, 
 
 def _string(value: Any, where: str) -> str:
     if value is None or isinstance(value, (dict, list)):
-        raise ConfigError(f"{where}: expected a text value, got {value!r}")
+        raise ConfigError(f"{where}: expected a text value, got {shown(value)}")
+    return str(value)
+
+
+def _secret_source(value: Any, where: str) -> str:
+    """pass_env, pass_file and their token twins: a name or a path, quoted in no message (a secret typed
+    into the wrong key would be printed)."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        raise ConfigError(f"{where}: expected a text value (not shown: this key names where a secret is)")
     return str(value)
 
 
@@ -225,7 +298,7 @@ def _string_list(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if not isinstance(value, list):
-        raise ConfigError(f"{where}: expected a list, got {value!r}")
+        raise ConfigError(f"{where}: expected a list, got {shown(value)}")
     return tuple(str(v) for v in value)
 
 
@@ -235,7 +308,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any, str], str]:
         if text not in options:
             hint = closest_key(text, options)
             suffix = f" (did you mean {hint!r}?)" if hint else ""
-            raise ConfigError(f"{where}: must be one of {', '.join(options)}, got {value!r}{suffix}")
+            raise ConfigError(f"{where}: must be one of {', '.join(options)}, got {shown(value)}{suffix}")
         return text
 
     return read
@@ -247,16 +320,17 @@ def _anything(value: Any, where: str) -> Any:
 
 def _mapping(value: Any, where: str) -> Mapping:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {shown(value)}")
     return value
 
 
 # key → reader. Every key of ProxLB 2.3.0 is here, so a ProxLB file loads as it is; what each one does
 # (or that it is ignored) is in proxlb_opt/keys.py, and tests keep the two in step.
 API_KEYS: dict[str, Callable] = {
-    "hosts": _string_list, "user": _string, "pass": _anything, "pass_env": _string, "pass_file": _string,
-    "token_id": _string, "token_secret": _anything, "token_secret_env": _string, "token_secret_file": _string,
-    "ssl_verification": _anything, "timeout": _number(0), "retries": _number(0, True), "wait_time": _number(0),
+    "hosts": _string_list, "user": _string, "pass": _anything, "pass_env": _secret_source,
+    "pass_file": _secret_source, "token_id": _string, "token_secret": _anything, "token_secret_env": _secret_source,
+    "token_secret_file": _secret_source, "ssl_verification": _anything, "timeout": _number(0, maximum=MAX_SECONDS),
+    "retries": _number(0, True, MAX_COUNT), "wait_time": _number(0, maximum=MAX_SECONDS),
 }
 CLUSTER_KEYS: dict[str, Callable] = {
     "maintenance_nodes": _string_list, "ignore_nodes": _string_list, "overprovisioning": _bool,
@@ -264,10 +338,12 @@ CLUSTER_KEYS: dict[str, Callable] = {
 }
 BALANCING_KEYS: dict[str, Callable] = {
     "enable": _bool, "enforce_affinity": _bool, "enforce_pinning": _bool, "parallel": _bool,
-    "parallel_jobs": _number(1, True), "live": _bool, "with_local_disks": _bool, "with_conntrack_state": _bool,
-    "cpu_overcommit": _number(0.01), "max_node_inflow": _number(1, True), "balance_types": _string_list,
-    "max_job_validation": _number(1, True), "memory_threshold": _number(0), "cpu_threshold": _number(0),
-    "disk_threshold": _number(0), "balanciness": _number(0), "method": _choice(METHODS), "mode": _choice(MODES),
+    "parallel_jobs": _number(1, True, MAX_COUNT), "live": _bool, "with_local_disks": _bool,
+    "with_conntrack_state": _bool, "cpu_overcommit": _number(0.01, maximum=MAX_COUNT),
+    "max_node_inflow": _number(1, True, MAX_COUNT), "balance_types": _string_list,
+    "max_job_validation": _number(1, True, MAX_SECONDS), "memory_threshold": _number(0, maximum=MAX_PERCENT),
+    "cpu_threshold": _number(0, maximum=MAX_PERCENT), "disk_threshold": _number(0, maximum=MAX_PERCENT),
+    "balanciness": _number(0, maximum=MAX_PP), "method": _choice(METHODS), "mode": _choice(MODES),
     "balance_larger_guests_first": _bool, "ignore_guests": _string_list, "node_resource_reserve": _mapping,
     "psi": _mapping, "pools": _mapping,
 }
@@ -275,11 +351,12 @@ SERVICE_KEYS: dict[str, Callable] = {
     "daemon": _bool, "enable_ha": _bool, "schedule": _mapping, "delay": _mapping, "log_level": _string,
 }
 OPTIMIZER_KEYS: dict[str, Callable] = {
-    "algorithm": _choice(ALGORITHMS), "max_migrations": _anything, "time_limit": _number(0.1),
-    "weights": _mapping, "workers": _number(0, True), "seed": _number(0, True),
-    "optimality_tolerance": _number(0), "migration_bandwidth": _anything, "dirty_rate_factor": _number(1.0),
-    "max_incoming_per_node": _number(1, True), "max_outgoing_per_node": _number(1, True),
-    "poll_interval": _number(0.01), "read_guest_configs": _bool, "min_gain_per_move": _number(0),
+    "algorithm": _choice(ALGORITHMS), "max_migrations": _anything, "time_limit": _number(0.1, maximum=MAX_SECONDS),
+    "weights": _mapping, "workers": _number(0, True, MAX_WORKERS), "seed": _number(0, True, MAX_INT32),
+    "optimality_tolerance": _number(0, maximum=MAX_PP), "migration_bandwidth": _anything,
+    "dirty_rate_factor": _number(1.0, maximum=MAX_COUNT), "max_incoming_per_node": _number(1, True, MAX_COUNT),
+    "max_outgoing_per_node": _number(1, True, MAX_COUNT), "poll_interval": _number(0.01, maximum=3600),
+    "read_guest_configs": _bool, "min_gain_per_move": _number(0, maximum=MAX_PP),
     "target_spread": _anything, "cooldown": _anything, "state_file": _string,
     "lock_file": _string, "audit_log": _string, "metrics_listen": _anything, "metrics_textfile": _string,
     "pve_rebalancer": _choice(("leave", "refuse")),
@@ -327,19 +404,37 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None,
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    data = read_yaml(text, str(path), ConfigError)
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections (proxmox_api, balancing, ...)")
     settings = settings_from_dict(data, source=str(path), env=os.environ if env is None else env)
     return settings.at(now or datetime.now())
+
+
+#: libyaml's C loader when PyYAML was built with it: 2–3× faster on large model files than the pure-Python
+#: one, and its nesting limit is an error, not a crash.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(text: str, where: str, error: type[Exception], kind: str = "YAML") -> Any:
+    """Parse YAML safely into plain data; any syntax problem, nesting beyond limits.MAX_DEPTH, an alias
+    bomb or a lone surrogate raises `error` with one line naming `where`."""
+    try:
+        data = yaml.load(text, Loader=YAML_LOADER)
+    except RecursionError:
+        raise error(f"{where}: not valid {kind}: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        if any(phrase in problem for phrase in ("increasing flow level", "increasing block level", "nesting depth")):
+            problem = "nested too deeply"
+        raise error(f"{where}: not valid {kind}{at}: {problem}") from None
+    except ValueError as exc:  # the pure-Python loader on out-of-range timestamps and the like
+        raise error(f"{where}: not valid {kind}: {exc.__class__.__name__}") from None
+    return check_tree(data, where, error)
 
 
 def settings_from_dict(data: Mapping, source: str = "<config>", env: Mapping[str, str] | None = None) -> Settings:
@@ -451,7 +546,7 @@ def _psi(value: Mapping, source: str) -> tuple[dict[str, PsiThreshold], dict[str
             if missing:
                 raise ConfigError(f"{at}.{missing[0]}: is required (pressure_full, pressure_some and "
                                   f"pressure_spikes, in percent)")
-            full, some, spikes = (_number(0)(spec[k], f"{at}.{k}") for k in names)
+            full, some, spikes = (_number(0, maximum=MAX_PERCENT)(spec[k], f"{at}.{k}") for k in names)
             table[resource] = PsiThreshold(full=full, some=some, spikes=spikes)
         out.append(table)
     return out[0], out[1]
@@ -465,7 +560,8 @@ def _reserve(value: Mapping, source: str) -> dict[str, dict[str, float]]:
         out[str(node)] = {}
         for resource, amount in resources.items():
             _choice(RESOURCES)(resource, f"{where}.{resource}")
-            out[str(node)][str(resource)] = _number(0)(amount, f"{where}.{resource}")
+            most = MAX_CORES if resource == "cpu" else MAX_SIZE_MIB // 1024  # cores, or GiB
+            out[str(node)][str(resource)] = _number(0, maximum=most)(amount, f"{where}.{resource}")
     return out
 
 
@@ -494,8 +590,9 @@ def _interval(value: Mapping, source: str, where: str, amount_key: str, default:
         if key not in (amount_key, "format", "enable"):
             raise ConfigError(f"{source}: {where}.{key}: unknown key (known: {amount_key}, format)")
     least = 0 if amount_key == "time" else 1  # a delay may be 0, a schedule interval may not
-    amount = _number(least)(value.get(amount_key, default), f"{source}: {where}.{amount_key}")
     unit = _choice(tuple(TIME_UNITS))(value.get("format", "hours"), f"{source}: {where}.format")
+    most = MAX_INTERVAL_SECONDS / TIME_UNITS[unit]
+    amount = _number(least, maximum=most)(value.get(amount_key, default), f"{source}: {where}.{amount_key}")
     return int(amount * TIME_UNITS[unit])
 
 
@@ -528,7 +625,7 @@ def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
         if section.get(key) is not None:
             out[key] = section[key]
     if section.get("target_spread") is not None and str(section["target_spread"]).lower() not in ("none", "auto"):
-        out["target_spread"] = _number(0)(section["target_spread"], f"{source}: optimizer.target_spread")
+        out["target_spread"] = _number(0, maximum=MAX_PP)(section["target_spread"], f"{source}: optimizer.target_spread")
     if section.get("cooldown") is not None:
         out["cooldown_seconds"] = parse_duration(section["cooldown"], f"{source}: optimizer.cooldown")
     if "max_migrations" in section:
@@ -538,7 +635,7 @@ def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
         weights = {}
         for resource, weight in section["weights"].items():
             _choice(RESOURCES)(resource, f"{source}: optimizer.weights")
-            weights[str(resource)] = _number(0, True)(weight, f"{source}: optimizer.weights.{resource}")
+            weights[str(resource)] = _number(0, True, MAX_COUNT)(weight, f"{source}: optimizer.weights.{resource}")
         if not any(weights.values()):
             raise ConfigError(f"{source}: optimizer.weights: at least one weight must be positive")
         out["weights"] = weights
@@ -590,7 +687,7 @@ def parse_max_migrations(value: Any, where: str) -> int | None | str:
         return None
     if isinstance(value, str) and value.lower() == AUTO:
         return AUTO
-    return _number(0, True)(value, where)
+    return _number(0, True, MAX_INT32)(value, where)
 
 
 def parse_duration(value: Any, where: str) -> float:
@@ -601,9 +698,9 @@ def parse_duration(value: Any, where: str) -> float:
     try:
         seconds = float(number) * (scale or 1)
     except ValueError:
-        raise ConfigError(f"{where}: expected a duration such as 3600, 30m, 12h or 2d, got {value!r}") from None
+        raise ConfigError(f"{where}: expected a duration such as 3600, 30m, 12h or 2d, got {shown(value)}") from None
     if not 0 <= seconds < float("inf"):
-        raise ConfigError(f"{where}: must be a finite, non-negative duration, got {value!r}")
+        raise ConfigError(f"{where}: must be a finite, non-negative duration, got {shown(value)}")
     return seconds
 
 
@@ -627,15 +724,20 @@ def _api_values(section: Mapping, source: str, env: Mapping[str, str]) -> ApiSet
         raise ConfigError(f"{where}: give either pass (or pass_env / pass_file) or token_id with token_secret")
     verify = section.get("ssl_verification", True)
     ca_file = None
-    if isinstance(verify, str) and verify.lower() not in ("true", "false", "yes", "no"):
-        ca_file = verify
-        if not Path(ca_file).is_file():
-            raise ConfigError(f"{where}.ssl_verification: CA file {ca_file!r} not found")
+    if verify is None:
+        verify = True
+    elif as_bool(verify) is not None:
+        verify = as_bool(verify)
+    elif isinstance(verify, str) and ("/" in verify or "." in verify):
+        ca_file = verify  # the path of a CA bundle (PEM) that signed the API's certificate
+        if not os.path.isfile(ca_file):  # never raises (a name too long, a NUL byte: False)
+            raise ConfigError(f"{where}.ssl_verification: CA file {shown(ca_file)} not found")
         verify = True
     else:
-        verify = _bool(verify, f"{where}.ssl_verification")
+        raise ConfigError(f"{where}.ssl_verification: expected true/false (also on/off, yes/no) or the path of a "
+                          f"CA file, got {shown(verify)}")
     return ApiSettings(
-        hosts=tuple(hosts), user=str(user), password=password, token_id=token_id, token_secret=token_secret,
+        hosts=_hosts(hosts, where), user=str(user), password=password, token_id=token_id, token_secret=token_secret,
         ssl_verification=verify, ca_file=ca_file, timeout=float(section.get("timeout") or 10),
         retries=int(section.get("retries") or 1), wait_time=float(section.get("wait_time") or 1),
     )
@@ -644,15 +746,48 @@ def _api_values(section: Mapping, source: str, env: Mapping[str, str]) -> ApiSet
 def _secret(section: Mapping, key: str, where: str, env: Mapping[str, str]) -> Secret | None:
     if section.get(key) not in (None, ""):
         return Secret(str(section[key]))
+    # The names below are not quoted in messages: a secret typed into the wrong key would be printed.
     env_name = section.get(f"{key}_env")
     if env_name:
+        if not ENV_NAME.fullmatch(env_name):
+            raise ConfigError(f"{where}.{key}_env: not an environment variable name (it should name the variable "
+                              f"that holds the secret, not be the secret; the value is not shown)")
         if env_name not in env or not env[env_name]:
-            raise ConfigError(f"{where}.{key}_env: environment variable {env_name} is not set")
+            # Named only when it looks like the usual upper-case name: a secret rarely does.
+            named = f" {env_name}" if USUAL_ENV_NAME.fullmatch(env_name) else " it names (not shown)"
+            raise ConfigError(f"{where}.{key}_env: environment variable{named} is not set")
         return Secret(env[env_name])
     file_name = section.get(f"{key}_file")
     if file_name:
         try:
-            return Secret(Path(file_name).read_text(encoding="utf-8").strip())
-        except OSError:
-            raise ConfigError(f"{where}.{key}_file: cannot read {file_name}") from None
+            text = Path(file_name).read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}.{key}_file: the file it names is not UTF-8 text") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.__class__.__name__
+            raise ConfigError(f"{where}.{key}_file: cannot read the file it names ({reason}; the name is not "
+                              f"shown in case it is the secret itself)") from None
+        if not text:
+            raise ConfigError(f"{where}.{key}_file: the file it names is empty")
+        return Secret(text)
     return None
+
+
+#: What an environment variable name looks like (POSIX: letters, digits, underscores; not a digit first).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+USUAL_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+#: A host written with credentials: user:secret@host or user@host (URL userinfo).
+_USERINFO = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?([^/@\s]+)@", re.IGNORECASE)
+
+
+def _hosts(hosts: Any, where: str) -> tuple[str, ...]:
+    """API hosts as written (name, name:port, [v6]:port); a host carrying credentials is refused unquoted."""
+    out = []
+    for host in hosts:
+        match = _USERINFO.match(host)
+        if match:
+            register_secret(match.group(1).partition(":")[2])  # in case it reaches a message elsewhere
+            raise ConfigError(f"{where}.hosts: a host carries credentials (user:secret@host); give the host alone "
+                              f"and the credentials in user and pass (the value is not shown)")
+        out.append(host)
+    return tuple(out)

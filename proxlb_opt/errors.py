@@ -2,9 +2,17 @@
 
 The CLI has a single handler that prints `error: <message>` on stderr and exits with
 `exit_code`. Messages are one line, name the file/field/rule involved, and never carry secrets.
+
+Also owns `scrub`, the one filter every text shown to a user passes (the error line, every log record,
+JSON on stdout): it removes the secrets registered when the settings were loaded (password, API token
+secret) and the login ticket, CSRF token and token secret in PVE's own header and cookie forms, in
+case a server or proxy echoes a request into its error text.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 
 class ProxlbOptError(Exception):
@@ -79,3 +87,58 @@ class InternalError(ProxlbOptError):
     """Our bug: the checker or the replay disagreed with what the solver or sequencer produced."""
 
     exit_code = 70
+
+
+# ----------------------------------------------------------------------------- secrets scrubbing
+
+#: What stands in for a removed secret.
+MASK = "***"
+#: Shorter values are not scrubbed: PVE refuses passwords below 5 characters, and masking every "a" or
+#: "1" of a message would hide more than it protects.
+MIN_SECRET_LENGTH = 4
+# Replaced, never mutated: a reader in another thread (the service's) sees the old tuple or the new one.
+_secrets: tuple[str, ...] = ()
+# PVE's credentials as they travel: the ticket cookie, the CSRF header, the API token header, and a bare
+# ticket (PVE:user@realm:HEXTIME::signature).
+_PATTERNS = (
+    (re.compile(r"(PVEAuthCookie\s*[=:]\s*)[^\s;,]+", re.IGNORECASE), r"\1" + MASK),
+    (re.compile(r"(CSRFPreventionToken\s*[=:]\s*)[^\s;,]+", re.IGNORECASE), r"\1" + MASK),
+    (re.compile(r"(PVEAPIToken\s*=\s*[^\s=;,]+=)[^\s;,]+", re.IGNORECASE), r"\1" + MASK),
+    (re.compile(r"(Authorization\s*:[ \t]*)[^;,\s][^;,]*", re.IGNORECASE), r"\1" + MASK),
+    (re.compile(r"PVE:[^\s:;,]+:[0-9A-Fa-f]{8}::[A-Za-z0-9+/=_-]+"), "PVE:" + MASK),
+    # a login's form body (password=…) and the same URL-encoded ticket (PVE%3Auser%40realm%3A…)
+    (re.compile(r"((?:^|[\s&?;,(\"'{])password\"?\s*[=:]\s*\"?)[^\s&;,\"')}]+", re.IGNORECASE), r"\1" + MASK),
+    (re.compile(r"PVE%3A[^\s;,&]+", re.IGNORECASE), "PVE%3A" + MASK),
+)
+
+
+def register_secret(value: Any) -> None:
+    """Remember a secret (password, token secret, ticket) so that `scrub` removes it from any text."""
+    text = value.reveal() if hasattr(value, "reveal") else (value if isinstance(value, str) else None)
+    global _secrets
+    if text and len(text) >= MIN_SECRET_LENGTH and text not in _secrets:
+        # Longest first: a secret inside a longer one goes with it.
+        _secrets = tuple(sorted(set(_secrets) | {text}, key=len, reverse=True))
+
+
+def scrub(text: str) -> str:
+    """`text` without any registered secret and without PVE credentials in header or cookie form."""
+    if not isinstance(text, str) or not text:
+        return text
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def scrub_data(data: Any) -> Any:
+    """`scrub` on every string of JSON-ready data (keys included); containers are copied."""
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, dict):
+        return {scrub_data(k): scrub_data(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [scrub_data(v) for v in data]
+    return data

@@ -13,6 +13,7 @@ the file (`to_dict` / `from_dict`, JSON).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,7 +80,9 @@ class History:
             moves = tuple(MoveRecord(int(m["vmid"]), str(m["from"]), str(m["to"]), float(m["at"]), str(m["reason"]))
                           for m in data.get("moves", []))
             seen = {int(vmid): str(node) for vmid, node in dict(data.get("last_seen", {})).items()}
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return History()
+        if not all(math.isfinite(m.at) for m in moves):
             return History()
         return History(moves=moves, last_seen=seen)
 

@@ -68,7 +68,8 @@ KEYS: tuple[Key, ...] = (
     _k("proxmox_api", "token_secret_env", "—", "—", OWN, "read the token secret from this environment variable"),
     _k("proxmox_api", "token_secret_file", "—", "—", OWN, "read the token secret from this file"),
     _k("proxmox_api", "ssl_verification", "true", "true", HONOURED,
-       "verify the API's TLS certificate; proxlb-opt also takes the path of a CA file"),
+       "verify the API's TLS certificate: true/false, also on/off, yes/no (anything else is an error); "
+       "proxlb-opt also takes the path of a CA file. Turned off, one warning says so per run"),
     _k("proxmox_api", "timeout", "10", "1", DIFFERENT,
        "seconds per API request; proxlb-opt waits 10 by default because one second is too short for "
        "`/cluster/resources` on large clusters"),

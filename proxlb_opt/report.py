@@ -8,6 +8,10 @@ with `-j`.
 Tables are sized for the width they are printed at: guest names are never cut; on narrow widths the
 columns that matter least are left out, and plans of more than COMPACT_ABOVE moves are listed as
 plain lines (a rich table costs about a millisecond per row).
+
+Names (guests, nodes, pools, tags, rules) come from files and the API: they reach rich only as `Text`,
+never as markup, so `[red]` or `[/x]` in a name is printed as it is written (every table is a
+`PlainTable`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,26 @@ from proxlb_opt.planner import time_model
 from proxlb_opt.reasons import MoveReason, move_reasons
 from proxlb_opt.planner import PlanResult
 from proxlb_opt.units import format_duration, format_mib
+
+
+def plain(value: Any) -> Any:
+    """A string as literal text for rich (its brackets are not markup); other renderables as they are."""
+    return Text(value) if isinstance(value, str) else value
+
+
+class PlainTable(Table):
+    """A rich Table whose string title, headers and cells are literal text, never console markup."""
+
+    def __init__(self, *headers: Any, title: Any = None, **kwargs: Any):
+        super().__init__(*(plain(h) for h in headers), title=Text(title, style="table.title")
+                         if isinstance(title, str) else title, **kwargs)
+
+    def add_column(self, header: Any = "", *args: Any, **kwargs: Any) -> None:
+        super().add_column(plain(header), *args, **kwargs)
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        super().add_row(*(plain(c) for c in cells), **kwargs)
+
 
 STATUS_TEXT = {
     "optimal": "optimal (proven)",
@@ -332,7 +356,7 @@ def _fit(columns: list[_Column], width: int, required: int) -> list[_Column] | N
 
 
 def _table(columns: list[_Column]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = PlainTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for c in columns:
         # Nothing in these tables wraps: a cell cut over two lines hides the name it belongs to.
         table.add_column(c.header, justify=c.justify, no_wrap=True)
@@ -506,7 +530,7 @@ def best_node_dict(ranking: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def best_node_table(ranking: list[dict[str, Any]]) -> Table:
-    table = Table(title="Candidate nodes (best first)", title_justify="left")
+    table = PlainTable(title="Candidate nodes (best first)", title_justify="left")
     for column in ("node", "fits", "spread after", "node % after", "why not"):
         table.add_column(column)
     for r in ranking:
@@ -524,7 +548,7 @@ def pareto_dict(cluster_name: str, points) -> dict[str, Any]:
 
 
 def pareto_table(points) -> Table:
-    table = Table(title="Best spread per migration budget", title_justify="left")
+    table = PlainTable(title="Best spread per migration budget", title_justify="left")
     for column in ("budget", "spread", "bound", "migrations", "memory moved", "status", "seconds"):
         table.add_column(column, justify="right")
     for p in points:
@@ -752,7 +776,7 @@ def _yes(value) -> str:
 
 def n_plus_table(d: dict[str, Any], title: str | None = None) -> Table:
     k = d["k"]
-    table = Table(title=title or (f"N+{k}: {'HA-managed' if d['ha_only'] else 'all'} guests of the failed "
+    table = PlainTable(title=title or (f"N+{k}: {'HA-managed' if d['ha_only'] else 'all'} guests of the failed "
                                   f"node{'s' if k > 1 else ''} restarted elsewhere, nothing else moving (worst first)"),
                   title_justify="left")
     for column, justify in (("failed", "left"), ("fits", "left"), ("answer", "left"), ("restart", "right"),
@@ -788,7 +812,7 @@ def room_table(d: dict[str, Any]) -> Table:
     """Nodes as rows, one column per shape; the total and how it is proven last."""
     n1 = " while keeping N+1" if d["keep_n_plus_1"] else ""
     tags = f" with tags {', '.join(d['tags'])}" if d["tags"] else ""
-    table = Table(title=f"Room for new guests{tags}{n1} (nothing that runs moves)", title_justify="left")
+    table = PlainTable(title=f"Room for new guests{tags}{n1} (nothing that runs moves)", title_justify="left")
     nodes = list(d["shapes"][0]["per_node"]) if d["shapes"] else []
     table.add_column("node")
     for e in d["shapes"]:
@@ -812,7 +836,7 @@ def room_limits_text(d: dict[str, Any]) -> str:
 
 
 def add_text(d: dict[str, Any]) -> Group:
-    table = Table(title="New guests: where they go (nothing that runs moves)", title_justify="left")
+    table = PlainTable(title="New guests: where they go (nothing that runs moves)", title_justify="left")
     shapes = [r["shape"] for r in d["requested"]]
     table.add_column("node")
     for s in shapes:
@@ -842,7 +866,7 @@ def change_text(d: dict[str, Any]) -> Group:
                       f"{d['spread_before']:.2f} → {d['spread_after']:.2f} pp ({STATUS_TEXT.get(d['plan_status'], d['plan_status'])}), "
                       f"predicted {_duration(d['predicted_seconds'])}"))
     if d["migrations"]:
-        table = Table(title="Migrations", title_justify="left")
+        table = PlainTable(title="Migrations", title_justify="left")
         for column in ("wave", "guest", "from", "to", "reason", "time"):
             table.add_column(column)
         for m in d["migrations"]:
@@ -875,7 +899,7 @@ def growth_text(d: dict[str, Any]) -> Group:
 
 
 def curve_text(d: dict[str, Any]) -> Group:
-    table = Table(title=f"Growth of {', '.join(d['resources'])}: where each property first fails", title_justify="left")
+    table = PlainTable(title=f"Growth of {', '.join(d['resources'])}: where each property first fails", title_justify="left")
     for column in ("property", "holds up to", "fails at", "answer"):
         table.add_column(column)
     names = {"fits": "everything fits", "n_plus_1": "N+1 (no failure worse than today)",
@@ -883,7 +907,7 @@ def curve_text(d: dict[str, Any]) -> Group:
     for name, t in d["thresholds"].items():
         table.add_row(names.get(name, name), "—" if t["holds_at"] is None else f"×{t['holds_at']:.3f}",
                       "not below ×4" if t["fails_at"] is None else f"×{t['fails_at']:.3f}", t["answer"])
-    points = Table(title="Probes", title_justify="left")
+    points = PlainTable(title="Probes", title_justify="left")
     for column in ("factor", "fits", "N+1", "worst max load after a failure", "spread"):
         points.add_column(column, justify="right")
     for p in d["points"]:

@@ -41,6 +41,7 @@ from proxlb_opt.apply import Executor, steps_from_plan
 from proxlb_opt.config import Settings, load_settings
 from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError
 from proxlb_opt.history import History, MoveRecord
+from proxlb_opt.limits import loads_json
 from proxlb_opt.operations import ServiceWatch
 from proxlb_opt.planner import PlanResult, make_plan
 from proxlb_opt.report import plan_dict
@@ -144,7 +145,7 @@ def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None], *
 def load_history(path: str) -> History:
     """The service's state file, or an empty history when there is none or it cannot be read (said once)."""
     try:
-        return History.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return History.from_dict(loads_json(Path(path).read_text(encoding="utf-8"), path, ValueError))
     except FileNotFoundError:
         return History()
     except (OSError, ValueError) as exc:

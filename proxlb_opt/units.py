@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 
+from proxlb_opt.limits import MAX_CORES, MAX_SIZE_MIB
+
 MIB = 1024 * 1024
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
@@ -23,7 +25,10 @@ def parse_size_mib(value: object, field: str) -> int:
     if isinstance(value, bool) or value is None:
         raise ValueError(f"{field}: expected a size such as 8G or a number of bytes, got {value!r}")
     if isinstance(value, (int, float)):
-        size_bytes = float(value)
+        try:
+            size_bytes = float(value)
+        except OverflowError:  # an integer beyond any float
+            size_bytes = math.inf
     elif isinstance(value, str):
         match = _SIZE.match(value)
         if not match:
@@ -33,7 +38,9 @@ def parse_size_mib(value: object, field: str) -> int:
     else:
         raise ValueError(f"{field}: expected a size such as 8G, got {type(value).__name__}")
     if not math.isfinite(size_bytes) or size_bytes < 0:
-        raise ValueError(f"{field}: size must be a non-negative number, got {value!r}")
+        raise ValueError(f"{field}: size must be a non-negative number, got {_cut(value)}")
+    if size_bytes / MIB > MAX_SIZE_MIB:
+        raise ValueError(f"{field}: size must be at most {MAX_SIZE_MIB // 1024**2} PiB, got {_cut(value)}")
     return int(round(size_bytes / MIB))
 
 
@@ -44,10 +51,20 @@ def parse_cores_milli(value: object, field: str) -> int:
     try:
         cores = float(value)
     except ValueError:
-        raise ValueError(f"{field}: expected a number of cores, got {value!r}") from None
-    if not math.isfinite(cores) or cores < 0:
-        raise ValueError(f"{field}: must be a non-negative number of cores, got {value!r}")
+        raise ValueError(f"{field}: expected a number of cores, got {_cut(value)}") from None
+    except OverflowError:  # an integer beyond any float
+        cores = math.inf
+    if math.isnan(cores) or cores < 0:
+        raise ValueError(f"{field}: must be a non-negative number of cores, got {_cut(value)}")
+    if cores > MAX_CORES:
+        raise ValueError(f"{field}: must be at most {MAX_CORES} cores, got {_cut(value)}")
     return int(round(cores * 1000))
+
+
+def _cut(value: object) -> str:
+    """A bad value as a message quotes it: its repr, cut short (it may be huge)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"a {value.bit_length()}-bit integer"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def format_mib(mib: int | float) -> str:

@@ -36,6 +36,7 @@ from proxlb_opt.cpsat.solve import SolverSettings, solve_lexicographic, solve_st
 from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import InfeasibleError, InputError, InternalError
 from proxlb_opt.feasibility import Occupancy
+from proxlb_opt.limits import MAX_NEW_GUESTS
 from proxlb_opt.optimizer import find_repair
 from proxlb_opt.planner import PlanResult, make_plan, plan_problem
 from proxlb_opt.problem import Problem, build_problem
@@ -635,6 +636,8 @@ def parse_counted_shape(text: str, flag: str = "--add") -> tuple[int, Shape]:
     count, rest = (int(match.group(1)), match.group(2)) if match else (1, str(text))
     if count < 1:
         raise InputError(f"{flag}: a count must be at least 1, got {text!r}")
+    if count > MAX_NEW_GUESTS:
+        raise InputError(f"{flag}: at most {MAX_NEW_GUESTS:,} new guests at once, got {count:,}")
     return count, parse_shape(rest, flag)
 
 
@@ -663,6 +666,9 @@ def new_guest_scenario(base: Problem, shapes: list[tuple[Shape, int]], tags: tup
     if base.eligible_nodes.size == 0:
         raise InputError("no online node outside maintenance can take a new guest")
     first = c.node_names[int(base.eligible_nodes[0])]
+    if sum(count for _, count in shapes) > MAX_NEW_GUESTS:
+        raise InputError(f"more than {MAX_NEW_GUESTS:,} new guests to place (--add, or what fits of a --room shape); "
+                         f"ask with fewer or larger guests")
     entries, kind = [], []
     for s, (shape, count) in enumerate(shapes):
         for _ in range(count):

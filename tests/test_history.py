@@ -47,3 +47,15 @@ def test_held_guests_stay_unless_they_must_move():
     assert result.placement[0] == 0  # held: the best balancing move (the 16G guest) is not made
     assert result.placement[1] != 2  # mandatory: leaves the maintenance node
     assert result.held == {1: "cooldown", 2: "cooldown"}
+
+
+def test_a_hostile_state_file_gives_an_empty_history(tmp_path):
+    from proxlb_opt.service import load_history
+
+    for text in ("[" * 100000, '{"version": 1, "moves": [{"vmid": 1e400, "from": "a", "to": "b", "at": 1, "reason": "x"}]}',
+                 '{"version": 1, "moves": [{"vmid": 1, "from": "a", "to": "b", "at": Infinity, "reason": "x"}]}',
+                 '{"version": 1, "moves": [{"vmid": 1, "from": "a", "to": "b", "at": 1e400, "reason": "x"}]}',
+                 "\udcff", '{"version": 1, "last_seen": {"x": 1}}'):
+        path = tmp_path / "state.json"
+        path.write_text(text, errors="surrogateescape")
+        assert load_history(str(path)).moves == ()

@@ -33,7 +33,7 @@ from proxmoxer.core import AuthenticationError, ResourceException
 
 from proxlb_opt.cluster import PSI_RESOURCES, Cluster, cluster_from_dict
 from proxlb_opt.config import ApiSettings, Settings
-from proxlb_opt.errors import CollectionError
+from proxlb_opt.errors import CollectionError, ModelError
 
 log = logging.getLogger("proxlb_opt.adapters.proxmox")
 
@@ -41,6 +41,18 @@ CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Ti
                      requests.exceptions.SSLError, requests.exceptions.ChunkedEncodingError, OSError)
 DISK_KEY = re.compile(r"^(scsi|sata|ide|virtio|efidisk|tpmstate|rootfs|mp)\d*$")
 MIB = 1024 * 1024
+
+
+_TLS_WARNED = threading.Event()
+TLS_OFF_WARNING = ("TLS certificate verification is off (proxmox_api.ssl_verification: false): anyone on the path "
+                   "to the API can read the credentials; set it to the cluster's CA file instead")
+
+
+def warn_tls_off() -> None:
+    """The one warning (once per process, one line) that the API's certificate is not checked."""
+    if not _TLS_WARNED.is_set():
+        _TLS_WARNED.set()
+        log.warning(TLS_OFF_WARNING)
 
 
 class ApiCallError(Exception):
@@ -71,7 +83,8 @@ class ProxmoxClient:
         s = self.settings
         verify: bool | str = s.ca_file if s.ca_file else s.ssl_verification
         if verify is False:
-            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+            warnings.filterwarnings("ignore", message="Unverified HTTPS request")  # urllib3's, once per request
+            warn_tls_off()
         kwargs: dict[str, Any] = {"user": s.user, "verify_ssl": verify, "timeout": s.timeout}
         if s.token_id:
             token_name = s.token_id.split("!", 1)[-1]
@@ -185,7 +198,22 @@ class CollectionStats:
 def collect_model(client: ProxmoxClient, read_configs: bool = True,
                   local_disk_hint: Callable[[int], bool | None] | None = None, pressure: bool = False) -> dict:
     """The live cluster as a model-file mapping (format v1); with `pressure`, PSI figures too. Each stage's
-    time is logged at debug level."""
+    time is logged at debug level. An answer without the fields PVE always sends, or with values of the
+    wrong kind, is a CollectionError naming what was wrong, never a crash."""
+    try:
+        return _collect_model(client, read_configs, local_disk_hint, pressure)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as exc:
+        raise CollectionError(f"the Proxmox API answered something proxlb-opt cannot read ({_malformed(exc)})") from None
+
+
+def _malformed(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"a field is missing: {str(exc)[:60]}"
+    return f"{exc.__class__.__name__}: {_short(exc)[:100]}"
+
+
+def _collect_model(client: ProxmoxClient, read_configs: bool, local_disk_hint: Callable[[int], bool | None] | None,
+                   pressure: bool) -> dict:
     clock = time.perf_counter()
     resources = _get_list(client, "cluster/resources")
     nodes = [r for r in resources if r.get("type") == "node"]
@@ -232,7 +260,10 @@ def collect_cluster(settings: ApiSettings, read_configs: bool = True, pressure: 
     client = client or ProxmoxClient(settings)
     model, stats = collect_with_stats(client, read_configs, pressure)
     log.info("collected %d guests with %d API requests in %.2f s", stats.guests, stats.requests, stats.seconds)
-    return cluster_from_dict(model, source=f"proxmox-api:{client.settings.hosts[client._current]}")
+    try:
+        return cluster_from_dict(model, source=f"proxmox-api:{client.settings.hosts[client._current]}")
+    except ModelError as exc:  # a value out of range or of the wrong kind in the API's answer
+        raise CollectionError(f"the Proxmox API answered a value proxlb-opt cannot use: {exc}") from None
 
 
 def collect_live(settings: Settings, client: ProxmoxClient | None = None) -> Cluster:
@@ -255,8 +286,8 @@ def _get_list(client: ProxmoxClient, path: str, **params: Any) -> list[dict]:
         answer = client.get(path, **params)
     except ApiCallError as exc:
         raise CollectionError(f"GET /{path} failed: {exc.status} {exc.message}") from None
-    if not isinstance(answer, list):
-        raise CollectionError(f"GET /{path}: expected a list, got {type(answer).__name__}")
+    if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+        raise CollectionError(f"GET /{path}: expected a list of objects, got {type(answer).__name__}")
     return answer
 
 
@@ -267,7 +298,7 @@ def _optional_list(client: ProxmoxClient, path: str) -> list:
     except ApiCallError as exc:
         log.debug("GET /%s unavailable (%s); treated as empty", path, exc)
         return []
-    return answer if isinstance(answer, list) else []
+    return [item for item in answer if isinstance(item, dict)] if isinstance(answer, list) else []
 
 
 def _cluster_name(client: ProxmoxClient) -> str:

@@ -55,7 +55,7 @@ class RequestFault:
     `action`: "error" answers `status` with `message` (default: PVE's text for the status) and
     processes nothing; "lost" processes the request (a migration really starts) and then closes the
     connection without an answer; "empty" answers `[]` where the answer is a list; "echo" answers
-    `status` with a message that repeats the request headers, secrets included (a canary for
+    `status` with a message that repeats the request headers and body, secrets included (a canary for
     clients that must never print them).
     """
 
@@ -180,7 +180,11 @@ class Faults:
         object.__setattr__(self, "node_events", tuple(self.node_events))
 
 
-def echo_message(headers: Iterable[tuple[str, str]]) -> str:
-    """An error text that repeats every request header verbatim (Authorization, Cookie, CSRF token)."""
+def echo_message(headers: Iterable[tuple[str, str]], body: bytes = b"") -> str:
+    """An error text that repeats every request header verbatim (Authorization, Cookie, CSRF token) and
+    the request body (a login's password, form-encoded as the client sent it)."""
     shown = "; ".join(f"{name}: {value}" for name, value in headers)
-    return f"proxy error - unable to forward request (headers: {shown})"
+    text = f"proxy error - unable to forward request (headers: {shown})"
+    if body:
+        text += f" (body: {body.decode('utf-8', 'replace')})"
+    return text

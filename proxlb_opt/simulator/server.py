@@ -115,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.action in ("error", "echo"):
             # Like a failing proxy in front of the API: nothing behind it runs.
-            self._send_error(_fault_error(fault, self.headers.items()))
+            self._send_error(_fault_error(fault, self.headers.items(), body))
             return
         params = _params(url.query, body, self.headers.get("Content-Type") or "")
         payload = self._process(app, method, rel, params)
@@ -173,9 +173,9 @@ def _error_body(exc: PveError) -> dict[str, Any]:
     return payload
 
 
-def _fault_error(fault: RequestFault, headers: Any) -> PveError:
+def _fault_error(fault: RequestFault, headers: Any, body: bytes = b"") -> PveError:
     if fault.action == "echo":
-        return PveError(fault.status, echo_message(headers))
+        return PveError(fault.status, echo_message(headers, body))
     return PveError(fault.status, fault.text())
 
 
