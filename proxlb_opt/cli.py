@@ -7,16 +7,20 @@ dry run, `-j` JSON, `-b` best node, `-v`/`--version`.
 Data goes to stdout (tables, or JSON alone with --json); logs and warnings go to stderr (logs.py:
 with syslog priorities for journald). Every ProxlbOptError becomes one line `error: ...` on stderr and
 its exit code (config/input 2, collection 3, infeasible 4, timeout 5, apply 6, internal 70) in `main`,
-the console entry point, which also turns typer's usage errors into one such line (exit 2).
+the console entry point, which also turns typer's usage errors into one such line (exit 2). `apply` and
+`service` print their report first and add: 7 for a migration of unknown outcome, 130/143 when SIGINT/
+SIGTERM stopped them (the handlers are installed here, around the migrations; apply.Interrupt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -843,9 +847,7 @@ def apply(
 ) -> None:
     """Execute a plan with live migrations, wave by wave, re-checking the live state before every step."""
     from proxlb_opt.adapters.proxmox import ProxmoxClient, cluster_identity
-    from proxlb_opt.apply import Executor, check_plan_target, steps_from_plan
-    from proxlb_opt.errors import ApplyError
-
+    from proxlb_opt.apply import Executor, Interrupt, check_plan_target, steps_from_plan
     from proxlb_opt.service import migration_gate
 
     _setup_logging(verbose)
@@ -868,15 +870,55 @@ def apply(
         return
     if not yes:
         _confirm(len(steps))
-    executor = Executor(client, settings, emit=_event_printer(as_json, steps))
-    report = executor.run(steps)
+    interrupt = Interrupt()
+    with _signals_to(interrupt):
+        report = Executor(client, settings, emit=_event_printer(as_json, steps), interrupt=interrupt).run(steps)
+    _print_report(report, as_json)
+    error = report.as_error()
+    if error is not None:
+        raise error
+
+
+@contextlib.contextmanager
+def _signals_to(interrupt):
+    """SIGINT and SIGTERM go to `interrupt` while migrations run (start nothing new, wait, report); before and
+    after, they act as usual."""
+    previous = {sig: signal.signal(sig, interrupt.from_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_report(report, as_json: bool) -> None:
+    """apply's end: the counts, what may still run in PVE, the rules left broken and how to repair them."""
     summary = report.summary()
     if as_json:
         _json_line({"event": "summary", **summary})
-    else:
-        _stdout().print(f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}")
-    if not report.ok:
-        raise ApplyError(f"{summary['failed']} migration(s) failed; see the report above")
+        return
+    out = _stdout()
+    line = f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}"
+    out.print(line + (f", unknown {summary['unknown']}" if summary["unknown"] else ""))
+    if report.stopped:
+        out.print(f"stopped: {report.stopped}")
+    for item in summary["still_running"]:
+        upid = f" (UPID {item['upid']})" if item["upid"] else ""
+        out.print(f"still running in PVE or unknown: {item['vmid']} {item['name']}{upid}")
+    if report.broken:
+        out.print("rules broken now:")
+        for rule in report.broken[:20]:
+            out.print(f"  {rule.rule}: {rule.what}" + ("" if rule.new else " (already before this run)"))
+        if len(report.broken) > 20:
+            out.print(f"  … and {len(report.broken) - 20} more (--json lists them all)")
+        if report.repair:
+            out.print("moves that repair them:")
+            for move in report.repair:
+                out.print(f"  {move['vmid']} {move['name']}: {move['from']} → {move['to']}")
+        out.print("a new plan repairs them first: `proxlb-opt plan --rules-only` shows the fewest moves, "
+                  "`proxlb-opt apply` plans and runs them")
+    if report.rules_note:
+        out.print(report.rules_note)
 
 
 def _read_plan(path: Path) -> dict:
@@ -903,7 +945,8 @@ def _plan_live(settings: Settings, as_json: bool) -> dict:
 
 def _report_nothing(as_json: bool) -> None:
     if as_json:
-        _json_line({"event": "summary", "done": 0, "skipped": 0, "failed": 0, "steps": []})
+        _json_line({"event": "summary", "done": 0, "skipped": 0, "failed": 0, "unknown": 0, "steps": [],
+                    "still_running": [], "broken_rules": [], "repair": [], "exit_code": 0})
     else:
         _stdout().print("nothing to do")
 
@@ -985,9 +1028,15 @@ def _event_printer(as_json: bool, steps):
                             TimeElapsedColumn(), console=console, transient=False)
         task = progress.add_task(clock.label(), total=len(steps))
         progress.start()
-    styles = {"done": "green", "skipped": "yellow", "failed": "red"}
+    styles = {"done": "green", "skipped": "yellow", "failed": "red", "unknown": "magenta"}
 
     def show(event: dict) -> None:
+        if event["event"] == "interrupt":
+            running = f"waiting up to {event['wait']:g} s for the {event['running']} running" if event["running"] \
+                else "none is running"
+            console.print(f"{event['signal']}: no further migration starts; {running} (a second signal stops "
+                          f"waiting)")
+            return
         clock.start(event["wave"])
         line = Text(f"[wave {event['wave']}] {event['vmid']} {event['name']}: {event['from']} → {event['to']} ")
         if event["event"] == "start":
@@ -1051,6 +1100,9 @@ def _service_events(as_json: bool, proxlb_json: bool = False, dry_run: bool = Fa
             _round_end(event)
         elif as_json:
             _json_line(event)
+        elif kind == "interrupt":
+            log.warning("%s: no further migration starts; waiting up to %g s for the %d running (a second signal "
+                        "stops waiting)", event["signal"], event["wait"], event["running"])
         else:
             log.info("%s: %s %s %s → %s%s", event["event"], event["vmid"], event["name"], event["from"], event["to"],
                      f" ({event['message']})" if event.get("message") else "")
@@ -1071,9 +1123,18 @@ def _service_events(as_json: bool, proxlb_json: bool = False, dry_run: bool = Fa
         elif not state["apply"]:
             what = f"{steps} migration(s) planned (predicted {predicted}), none started: balancing.enable is false"
         else:
-            what = (f"{event['done']} of {steps} migration(s) done, {event['failed']} failed, in "
+            unknown = f", {event['unknown']} of unknown outcome" if event.get("unknown") else ""
+            what = (f"{event['done']} of {steps} migration(s) done, {event['failed']} failed{unknown}, in "
                     f"{format_duration(time.monotonic() - state['planned_at'])} (predicted {predicted})")
         log.info("round %d: %s", state["round"], what)
+        if event.get("stopped"):
+            log.warning("round %d stopped: %s", state["round"], event["stopped"])
+        for item in event.get("still_running", ()):
+            log.warning("still running in PVE or unknown: %s %s%s", item["vmid"], item["name"],
+                        f" (UPID {item['upid']})" if item["upid"] else "")
+        for move in event.get("repair", ()):
+            log.warning("a move that repairs a broken rule: %s %s %s → %s", move["vmid"], move["name"], move["from"],
+                        move["to"])
         state["result"] = None
 
     return emit
