@@ -449,6 +449,7 @@ class Executor:
 
     def run(self, steps: list[PlannedStep]) -> ApplyReport:
         report = ApplyReport(results=[StepResult(step) for step in steps])
+        self._report = report
         self._stop_at: float | None = None
         live: LiveState | None = None
         try:
@@ -496,14 +497,21 @@ class Executor:
 
     def _stopping(self, report: ApplyReport) -> bool:
         if self.interrupt is not None and self.interrupt.stop.is_set():
-            if report.stopped is None:
-                report.stopped = f"{self.interrupt.name}: no further migration was started"
-                running = [r for r in report.results if r.state == RUNNING]
-                self.emit({"event": "interrupt", "signal": self.interrupt.name, "running": len(running),
-                           "wait": self.settings.interrupt_wait,
-                           "upids": [r.upid for r in running if r.upid]})
+            self._noticed(report)
             return True
         return report.stopped is not None
+
+    def _noticed(self, report: ApplyReport) -> None:
+        """The first time this run sees the stop event: say so at once (with what it now waits for) and note
+        when, for `interrupt_wait`."""
+        if self._stop_at is not None:
+            return
+        self._stop_at = self.clock()
+        if report.stopped is None:
+            report.stopped = f"{self.interrupt.name}: no further migration was started"
+        running = [r for r in report.results if r.state == RUNNING]
+        self.emit({"event": "interrupt", "signal": self.interrupt.name, "running": len(running),
+                   "wait": self.settings.interrupt_wait, "upids": [r.upid for r in running if r.upid]})
 
     def _start(self, live: LiveState, result: StepResult, report: ApplyReport) -> None:
         step = result.step
@@ -641,8 +649,7 @@ class Executor:
         interval after it came, since pauses wake on it)."""
         if self.interrupt is None or not self.interrupt.stop.is_set():
             return float("inf")
-        if self._stop_at is None:
-            self._stop_at = self.clock()
+        self._noticed(self._report)
         return self._stop_at + self.settings.interrupt_wait
 
     def _abandoned(self) -> bool:

@@ -871,9 +871,9 @@ def apply(
     if not yes:
         _confirm(len(steps))
     interrupt = Interrupt()
-    with _signals_to(interrupt):
+    with _signals_to(interrupt):  # kept while the report is written: a late signal must not cut it short
         report = Executor(client, settings, emit=_event_printer(as_json, steps), interrupt=interrupt).run(steps)
-    _print_report(report, as_json)
+        _print_report(report, as_json)
     error = report.as_error()
     if error is not None:
         raise error
