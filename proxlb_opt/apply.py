@@ -48,6 +48,7 @@ same format version, waves from 0) are read with their waves shifted by one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import signal as signals
@@ -363,6 +364,7 @@ def recheck(cluster: Cluster, settings: Settings, step: PlannedStep,
     t = cluster.node_index(step.target)
     if t is None:
         return SKIPPED, f"target {step.target} is not in the cluster"
+    cluster = _without_reported_holds(cluster, running or {})
     try:
         # Without the domain check: a guest pinned to a node that went offline must not stop the whole run.
         problem = build_problem(cluster, settings, check_domains=False)
@@ -382,6 +384,26 @@ def recheck(cluster: Cluster, settings: Settings, step: PlannedStep,
             occ.start(other, n)
     why = occ.why_not([g], t, keep_groups=False)
     return None if why is None else (SKIPPED, f"no longer allowed: {why}")
+
+
+def _without_reported_holds(cluster: Cluster, running: dict[int, str | None]) -> Cluster:
+    """`cluster` with the hold of each migration under way to a known target taken out of that target's
+    reported used memory and local disk: the node's reported usage already carries (some of) it, and recheck
+    adds the whole hold again (`Occupancy.start`). The host's overhead is clamped at 0 (loads.py), so a node's
+    load is never judged below what it reports, nor a hold counted twice."""
+    mem = np.array(cluster.node_mem_used_mib, dtype=np.int64)
+    disk = np.array(cluster.node_disk_used_mib, dtype=np.int64)
+    for vmid, target in running.items():
+        g, n = cluster.guest_index(vmid), cluster.node_index(target) if target is not None else None
+        if g is None or n is None or int(cluster.guest_node[g]) == n:
+            continue
+        if cluster.guest_running[g]:
+            mem[n] -= int(cluster.guest_mem_used_mib[g])
+        if cluster.guest_local_disk[g]:
+            disk[n] -= int(cluster.guest_disk_used_mib[g])
+    mem.setflags(write=False)
+    disk.setflags(write=False)
+    return dataclasses.replace(cluster, node_mem_used_mib=mem, node_disk_used_mib=disk)
 
 
 def broken_rules(cluster: Cluster, settings: Settings, before: Cluster | None = None) -> list[BrokenRule]:
