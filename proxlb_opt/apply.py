@@ -206,6 +206,8 @@ class ApplyReport:
         }
         if self.stopped:
             out["stopped"] = self.stopped
+        if self.error is not None:
+            out["error"] = str(self.error)
         if self.signal is not None:
             out["signal"] = signal_name(self.signal)
         if self.rules_note:

@@ -847,29 +847,42 @@ def apply(
 ) -> None:
     """Execute a plan with live migrations, wave by wave, re-checking the live state before every step."""
     from proxlb_opt.adapters.proxmox import ProxmoxClient, cluster_identity
-    from proxlb_opt.apply import Executor, Interrupt, check_plan_target, steps_from_plan
+    from proxlb_opt.apply import Executor, Interrupt, PlannedStep, check_plan_target, steps_from_plan
     from proxlb_opt.service import migration_gate
 
     _setup_logging(verbose)
-    settings = _live_settings(config, "apply")
-    client = ProxmoxClient(settings.api)
-    if plan_file:
-        plan_data, where = _read_plan(plan_file), str(plan_file)
-    else:
-        plan_data, where = _plan_live(settings, as_json), "the plan"
-    name, nodes = cluster_identity(client)
-    check_plan_target(plan_data, name, nodes, settings.ignore_nodes, where)  # a foreign plan is refused first
-    steps = steps_from_plan(plan_data, where)
-    if not steps:
-        _report_nothing(as_json)
-        return
-    _announce(plan_data, steps, name, nodes, settings, as_json)
-    gate = migration_gate(settings, client)  # balancing.enable off, or not the HA master: plan only, say why
-    if gate is not None:
-        log.warning(gate)
-        return
-    if not yes:
-        _confirm(len(steps))
+    steps: list[PlannedStep] = []
+    # Every way out writes a report: before the first migration too (a bad plan, an unreadable cluster, rules
+    # the plan would break, with the moves that repair them), then the steps, none of them started.
+    try:
+        settings = _live_settings(config, "apply")
+        client = ProxmoxClient(settings.api)
+        if plan_file:
+            plan_data, where = _read_plan(plan_file), str(plan_file)
+        else:
+            plan_data, where = _plan_live(settings, as_json), "the plan"
+        name, nodes = cluster_identity(client)
+        check_plan_target(plan_data, name, nodes, settings.ignore_nodes, where)  # a foreign plan is refused first
+        steps = steps_from_plan(plan_data, where)
+        if not steps:
+            _report_nothing(as_json)
+            return
+        _announce(plan_data, steps, name, nodes, settings, as_json)
+        gate = migration_gate(settings, client)  # balancing.enable off, or not the HA master: plan only, say why
+        if gate is not None:
+            log.warning(gate)
+            _print_report(_report_before_start(steps, gate), as_json)
+            return
+        if not yes:
+            _confirm(len(steps))
+    except ProxlbOptError as exc:
+        early = _report_before_start(steps, str(exc), exc)
+        if as_json or early.results or early.broken:  # in text, the one error line alone says it all
+            _print_report(early, as_json)
+        raise
+    except typer.Exit:
+        _print_report(_report_before_start(steps, "not confirmed"), as_json)
+        raise
     interrupt = Interrupt()
     with _signals_to(interrupt):  # kept while the report is written: a late signal must not cut it short
         report = Executor(client, settings, emit=_event_printer(as_json, steps), interrupt=interrupt).run(steps)
@@ -877,6 +890,18 @@ def apply(
     error = report.as_error()
     if error is not None:
         raise error
+
+
+def _report_before_start(steps, why: str, error: ProxlbOptError | None = None):
+    """The report of an apply that started no migration: every step skipped with `why`; the rules broken and
+    the repair moves when the plan was refused for breaking rules (`_RulesBroken`)."""
+    from proxlb_opt.apply import SKIPPED, ApplyReport, StepResult
+
+    report = ApplyReport(results=[StepResult(step, state=SKIPPED, message=f"not started: {why}") for step in steps],
+                         stopped=why, error=error)
+    if isinstance(error, _RulesBroken):
+        report.broken, report.repair = list(error.broken), list(error.repair)
+    return report
 
 
 @contextlib.contextmanager
@@ -934,13 +959,26 @@ def _plan_live(settings: Settings, as_json: bool) -> dict:
     from proxlb_opt.planner import make_plan
     from proxlb_opt.report import plan_dict, plan_renderable
 
-    result = make_plan(_load_cluster(None, settings), settings)
+    cluster = _load_cluster(None, settings)
+    result = make_plan(cluster, settings)
     _report_plan_messages(result)
     if not as_json:
         _stdout().print(plan_renderable(result, _stdout_width()), crop=False)
     if result.violations:
-        raise InputError("the plan breaks rules (greedy algorithm); refusing to apply it")
+        from proxlb_opt.apply import broken_rules, repair_moves
+
+        broken = broken_rules(cluster, settings)
+        raise _RulesBroken("the plan breaks rules (greedy algorithm); refusing to apply it (the report lists the "
+                           "rules and the moves that repair them)", broken, repair_moves(cluster, settings))
     return plan_dict(result)
+
+
+class _RulesBroken(InputError):
+    """apply's own plan breaks rules: refused, with the rules the cluster breaks and the moves that repair them."""
+
+    def __init__(self, message: str, broken: list, repair: list):
+        super().__init__(message)
+        self.broken, self.repair = broken, repair
 
 
 def _report_nothing(as_json: bool) -> None:
