@@ -15,18 +15,18 @@ is the moment between one run's read and its migrate call; the single-instance l
 one machine). A step that no longer applies is *skipped* (a guest already on its target is
 skipped as done-by-someone-else), never *failed*.
 
-A step's outcome comes from the cluster, not from one HTTP answer. Starting: a migrate call whose
-answer was lost, or that a proxy answered 5xx, is not sent again blindly: the guest's tasks on the
-source (listed just before the call) and its location say whether it started; without a trace it is
-followed for a while (`pickup_grace`) and is *failed* only if the guest stays on its source. Only a call
-that surely never left (no host could be connected to) is sent once more. Waiting: the task is read by its UPID (an HA guest's short
-`hamigrate` task is followed to the real one), and where the task ended, or cannot be read, the
-guest's location decides: *done* means the guest is on its target, *failed* means it is not (the
-task failed, or PVE refused the call). Read errors are retried until `max_job_validation`; an
-outcome still open then is *unknown*: "still running in PVE" with the UPID, never failed. The
-steps of a wave start together; the next wave starts when every task of this one has ended. A
-failed step stops the later steps that depend on it (the same guest's next hop, moves into the
-node it did not free); an unknown one does not (the live re-check sees what it holds).
+A step's outcome comes from the cluster, not from one HTTP answer. Starting: a migrate call whose answer
+was lost, or that a proxy answered 5xx, is never sent again: the guest's tasks on the source (listed
+just before the call) and its location say whether it started; without a trace it is followed for a
+while (`pickup_grace`) and is *failed* only if the guest stays on its source. Only a call that surely
+never left (no host could be connected to) is sent once more. Waiting: the task is read by its UPID (an
+HA guest's short `hamigrate` task is followed to the real one), and where the task ended, or cannot be
+read, the guest's location decides: *done* means the guest is on its target, *failed* means it is not
+(the task failed, or PVE refused the call). Read errors are retried until `max_job_validation`; an
+outcome still open then is *unknown*: "still running in PVE" with the UPID, never failed. The steps of a
+wave start together; the next wave starts when every task of this one has ended. A failed step stops the
+later steps that depend on it (the same guest's next hop, moves into the node it did not free); an
+unknown one does not (the live re-check sees what it holds).
 
 Every way out ends with the report (`ApplyReport`): a cluster that cannot be read any more, a
 refused login, an internal error and a signal all stop the starting of migrations, let the running
