@@ -363,6 +363,8 @@ def recheck(cluster: Cluster, settings: Settings, step: PlannedStep,
         return SKIPPED, f"now on {node}, not on {step.source}"
     if cluster.guest_lock[g]:
         return SKIPPED, f"locked ({cluster.guest_lock[g]})"
+    if not cluster.node_online[int(cluster.guest_node[g])]:
+        return SKIPPED, f"its node {node} is offline"
     t = cluster.node_index(step.target)
     if t is None:
         return SKIPPED, f"target {step.target} is not in the cluster"
