@@ -39,7 +39,7 @@ Python-level API for tests (all thread-safe; everything can change while clients
 
     Faults(...): locked, offline_nodes, task_error, task_hang, task_warnings, storage_error,
       no_quorum, delay, drop_first, drop_probability, seed,
-      requests=(RequestFault(path, method, action="error"|"lost"|"empty"|"echo", status, message,
+      requests=(RequestFault(path, method, action="error"|"lost"|"late"|"empty"|"echo", status, message,
                              regex, first, every, since), ...),
       node_events=(NodeEvent(node, "maintenance"|"active"|"offline"|"online",
                              after_migrations=N | at=epoch), ...),
