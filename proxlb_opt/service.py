@@ -9,7 +9,7 @@ waits once before the first round, as in ProxLB. With `service.daemon: false` (o
 round runs and the exit code is that round's.
 
 SIGTERM/SIGINT (apply.Interrupt, handlers installed by `run_service`): between rounds the service
-ends at once. In a round, no migration starts any more from that moment (the executor checks before
+ends at once (exit 143/130). In a round, no migration starts any more from that moment (the executor checks before
 every start, planning included), the running ones are waited for up to `optimizer.interrupt_wait`,
 the round's report is logged and the state file saved, and the service exits 143/130; a second
 signal stops the waiting and the report names what still runs in PVE.
@@ -42,7 +42,7 @@ from typing import Callable
 from proxlb_opt.adapters.proxmox import ProxmoxClient, collect_live, ha_master
 from proxlb_opt.apply import ApplyReport, Executor, Interrupt, steps_from_plan
 from proxlb_opt.config import Settings, load_settings
-from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError
+from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError, StoppedBySignal
 from proxlb_opt.history import History, MoveRecord
 from proxlb_opt.planner import PlanResult, make_plan
 from proxlb_opt.report import plan_dict
@@ -204,7 +204,7 @@ def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
         log.info("service.delay: first round in %d s", settings.delay_seconds)
         stop.wait(settings.delay_seconds)
         if stop.is_set():
-            return Round()
+            return _stopped(Round(), interrupt)
     while True:
         if reload.is_set():
             reload.clear()
@@ -221,7 +221,17 @@ def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
         log.info("next round in %d s", settings.schedule_seconds)
         stop.wait(settings.schedule_seconds)
         if stop.is_set():
-            return outcome
+            return _stopped(outcome, interrupt)
+
+
+def _stopped(outcome: Round, interrupt: Interrupt) -> Round:
+    """A signal between rounds: nothing runs, the service ends at once with 130/143 (the last round's own
+    error, if it had one, is kept: it was logged and is the more useful exit code)."""
+    if outcome.error is None:
+        log.info("stopped by %s between rounds", interrupt.name)
+        outcome.error = StoppedBySignal(interrupt.signum or signal.SIGTERM,
+                                        f"stopped by {interrupt.name} between rounds")
+    return outcome
 
 
 def _round_event(outcome: Round) -> dict:

@@ -168,3 +168,16 @@ def test_service_stops_its_round_on_sigterm(tmp_path):
         migrated = {t.vmid for t in sim.state.tasks() if t.type in ("qmigrate", "hamigrate", "vzmigrate")}
         assert migrated == set(started)  # nothing started after the signal
         _no_traceback(stderr, service=True)
+
+
+def test_service_stops_between_rounds_at_once(tmp_path):
+    with SimulatorServer(rebalance_cluster(), time_scale=SLOW * 40) as sim:
+        config = write_config(tmp_path / "proxlb.yaml", sim)
+        cli = Cli("service", "--config", config, "--json")
+        cli.wait_for("round", timeout=120)  # the first round is over; the next one is hours away
+        time.sleep(0.3)
+        sent = time.monotonic()
+        cli.proc.send_signal(signal.SIGTERM)
+        exit_code, events, stderr = cli.finish()
+        assert exit_code == 143 and time.monotonic() - sent < 10, stderr
+        assert "Traceback" not in stderr and stderr.splitlines()[-1] == "error: stopped by SIGTERM between rounds"
