@@ -40,7 +40,8 @@ _STARTED = [time.monotonic(), False]
 from proxlb_opt import logs
 from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_settings, parse_max_migrations
 from proxlb_opt.deadline import Deadline
-from proxlb_opt.errors import ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError
+from proxlb_opt.errors import (ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError,
+                               StoppedBySignal)
 
 try:  # typer ≥ 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -853,28 +854,36 @@ def apply(
     _setup_logging(verbose)
     steps: list[PlannedStep] = []
     # Every way out writes a report: before the first migration too (a bad plan, an unreadable cluster, rules
-    # the plan would break, with the moves that repair them), then the steps, none of them started.
+    # the plan would break, with the moves that repair them, a signal), then the steps, none of them started.
     try:
-        settings = _live_settings(config, "apply")
-        client = ProxmoxClient(settings.api)
-        if plan_file:
-            plan_data, where = _read_plan(plan_file), str(plan_file)
-        else:
-            plan_data, where = _plan_live(settings, as_json), "the plan"
-        name, nodes = cluster_identity(client)
-        check_plan_target(plan_data, name, nodes, settings.ignore_nodes, where)  # a foreign plan is refused first
-        steps = steps_from_plan(plan_data, where)
-        if not steps:
-            _report_nothing(as_json)
-            return
-        _announce(plan_data, steps, name, nodes, settings, as_json)
-        gate = migration_gate(settings, client)  # balancing.enable off, or not the HA master: plan only, say why
-        if gate is not None:
-            log.warning(gate)
-            _print_report(_report_before_start(steps, gate), as_json)
-            return
-        if not yes:
-            _confirm(len(steps))
+        with _signals_raise():  # nothing runs yet: a signal may end this part at once
+            settings = _live_settings(config, "apply")
+            client = ProxmoxClient(settings.api)
+            if plan_file:
+                plan_data, where = _read_plan(plan_file), str(plan_file)
+            else:
+                plan_data, where = _plan_live(settings, as_json), "the plan"
+            name, nodes = cluster_identity(client)
+            check_plan_target(plan_data, name, nodes, settings.ignore_nodes, where)  # a foreign plan: refused first
+            steps = steps_from_plan(plan_data, where)
+            if not steps:
+                _report_nothing(as_json)
+                return
+            _announce(plan_data, steps, name, nodes, settings, as_json)
+            gate = migration_gate(settings, client)  # balancing.enable off, or not the HA master: plan only
+            if gate is not None:
+                log.warning(gate)
+                _print_report(_report_before_start(steps, gate), as_json)
+                return
+            if not yes:
+                _confirm(len(steps))
+    except _EarlySignal as early_signal:
+        from proxlb_opt.apply import signal_name
+
+        stopped = StoppedBySignal(early_signal.signum, f"stopped by {signal_name(early_signal.signum)} before any "
+                                                       f"migration started")
+        _print_report(_report_before_start(steps, str(stopped), stopped), as_json)
+        raise stopped from None
     except ProxlbOptError as exc:
         early = _report_before_start(steps, str(exc), exc)
         if as_json or early.results or early.broken:  # in text, the one error line alone says it all
@@ -902,6 +911,29 @@ def _report_before_start(steps, why: str, error: ProxlbOptError | None = None):
     if isinstance(error, _RulesBroken):
         report.broken, report.repair = list(error.broken), list(error.repair)
     return report
+
+
+class _EarlySignal(BaseException):
+    """SIGINT/SIGTERM before apply started anything: raised in the main thread to end that part at once
+    (a BaseException, so that no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGINT and SIGTERM raise _EarlySignal while nothing migrates yet (reading, planning, asking)."""
+    def handler(signum, frame):
+        raise _EarlySignal(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextlib.contextmanager

@@ -181,3 +181,21 @@ def test_service_stops_between_rounds_at_once(tmp_path):
         exit_code, events, stderr = cli.finish()
         assert exit_code == 143 and time.monotonic() - sent < 10, stderr
         assert "Traceback" not in stderr and stderr.splitlines()[-1] == "error: stopped by SIGTERM between rounds"
+
+
+def test_a_signal_before_any_migration_ends_apply_at_once_with_a_report(tmp_path):
+    # Every answer takes half a second: the signal comes while apply still reads the cluster.
+    with SimulatorServer(rebalance_cluster(), time_scale=SLOW, faults=Faults(delay=0.5)) as sim:
+        config = write_config(tmp_path / "proxlb.yaml", sim)
+        cli = Cli("apply", "--config", config, "--yes", "--json")  # plans live first
+        deadline = time.monotonic() + 60
+        while sim.request_count.total < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = time.monotonic()
+        cli.proc.send_signal(signal.SIGTERM)
+        exit_code, events, stderr = cli.finish()
+        assert exit_code == 143 and time.monotonic() - sent < 10, stderr
+        summary = _summary(events)
+        assert summary["exit_code"] == 143 and "before any migration started" in summary["error"]
+        assert not [t for t in sim.state.tasks()]
+        _no_traceback(stderr)
