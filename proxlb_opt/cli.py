@@ -8,16 +8,20 @@ Data goes to stdout (tables, or JSON alone with --json); logs and warnings go to
 with syslog priorities for journald). Every ProxlbOptError becomes one line `error: ...` on stderr and
 its exit code (config/input 2, collection 3, infeasible 4, timeout 5, apply 6, internal 70, another run
 holds the lock 75) in `main`, the console entry point, which also turns typer's usage errors into one
-such line (exit 2).
+such line (exit 2). `apply` and `service` print their report first and add: 7 for a migration of
+unknown outcome, 130/143 when SIGINT/SIGTERM stopped them (the handlers are installed here, around the
+migrations; apply.Interrupt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -37,7 +41,8 @@ _STARTED = [time.monotonic(), False]
 from proxlb_opt import logs
 from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_settings, parse_max_migrations
 from proxlb_opt.deadline import Deadline
-from proxlb_opt.errors import ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError, scrub, scrub_data
+from proxlb_opt.errors import (ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError,
+                               StoppedBySignal, scrub, scrub_data)
 from proxlb_opt.limits import MAX_SECONDS, MAX_WORKERS, dumps as json_dumps, loads_json
 
 try:  # typer ≥ 0.2x carries its own copy of click
@@ -860,49 +865,144 @@ def apply(
 ) -> None:
     """Execute a plan with live migrations, wave by wave, re-checking the live state before every step."""
     from proxlb_opt.adapters.proxmox import ProxmoxClient, cluster_identity
-    from proxlb_opt.apply import Executor, check_plan_target, steps_from_plan
-    from proxlb_opt.errors import ApplyError
-
+    from proxlb_opt.apply import Executor, Interrupt, PlannedStep, check_plan_target, steps_from_plan
     from proxlb_opt.service import migration_gate
 
     from proxlb_opt.adapters.audit import AuditLog, secrets_of
     from proxlb_opt.operations import apply_lock
 
     _setup_logging(verbose)
-    settings = _live_settings(config, "apply")
-    # One run at a time (exit 75 when another holds the lock), taken before the cluster is read for the plan;
-    # the command's context releases it on every way out.
-    ctx.with_resource(apply_lock(settings))
-    client = ProxmoxClient(settings.api)
-    if plan_file:
-        plan_data, where = _read_plan(plan_file), str(plan_file)
-    else:
-        plan_data, where = _plan_live(settings, as_json), "the plan"
-    name, nodes = cluster_identity(client)
-    check_plan_target(plan_data, name, nodes, settings.ignore_nodes, where)  # a foreign plan is refused first
-    steps = steps_from_plan(plan_data, where)
-    if not steps:
-        _report_nothing(as_json)
-        return
-    _announce(plan_data, steps, name, nodes, settings, as_json)
-    gate = migration_gate(settings, client)  # balancing.enable off, or not the HA master: plan only, say why
-    if gate is not None:
-        log.warning(gate)
-        return
-    # Opened before the question: a run that would refuse says so first.
-    audit = AuditLog.open(settings.audit_log, "apply", secrets_of(settings))
-    if not yes:
-        _confirm(len(steps))
-    executor = Executor(client, settings, emit=audit.tee(_event_printer(as_json, steps)))
-    with audit.running(steps):  # run_start, the planned moves, ..., run_end
-        report = executor.run(steps)
+    steps: list[PlannedStep] = []
+    # Every way out writes a report: before the first migration too (a bad plan, an unreadable cluster, rules
+    # the plan would break, with the moves that repair them, a signal), then the steps, none of them started.
+    try:
+        with _signals_raise():  # nothing runs yet: a signal may end this part at once
+            settings = _live_settings(config, "apply")
+            # One run at a time (exit 75 when another holds the lock), taken before the cluster is read for
+            # the plan; the command's context releases it on every way out.
+            ctx.with_resource(apply_lock(settings))
+            client = ProxmoxClient(settings.api)
+            if plan_file:
+                plan_data, where = _read_plan(plan_file), str(plan_file)
+            else:
+                plan_data, where = _plan_live(settings, as_json), "the plan"
+            name, nodes = cluster_identity(client)
+            check_plan_target(plan_data, name, nodes, settings.ignore_nodes, where)  # a foreign plan: refused first
+            steps = steps_from_plan(plan_data, where)
+            if not steps:
+                _report_nothing(as_json)
+                return
+            _announce(plan_data, steps, name, nodes, settings, as_json)
+            gate = migration_gate(settings, client)  # balancing.enable off, or not the HA master: plan only
+            if gate is not None:
+                log.warning(gate)
+                _print_report(_report_before_start(steps, gate), as_json)
+                return
+            # Opened before the question: a run that would refuse says so first.
+            audit = AuditLog.open(settings.audit_log, "apply", secrets_of(settings))
+            if not yes:
+                _confirm(len(steps))
+    except _EarlySignal as early_signal:
+        from proxlb_opt.apply import signal_name
+
+        stopped = StoppedBySignal(early_signal.signum, f"stopped by {signal_name(early_signal.signum)} before any "
+                                                       f"migration started")
+        _print_report(_report_before_start(steps, str(stopped), stopped), as_json)
+        raise stopped from None
+    except ProxlbOptError as exc:
+        early = _report_before_start(steps, str(exc), exc)
+        if as_json or early.results or early.broken:  # in text, the one error line alone says it all
+            _print_report(early, as_json)
+        raise
+    except typer.Exit:
+        _print_report(_report_before_start(steps, "not confirmed"), as_json)
+        raise
+    interrupt = Interrupt()
+    executor = Executor(client, settings, emit=audit.tee(_event_printer(as_json, steps)), interrupt=interrupt)
+    with _signals_to(interrupt):  # kept while the report is written: a late signal must not cut it short
+        with audit.running(steps):  # run_start, the planned moves, ..., run_end
+            report = executor.run(steps)
+        _print_report(report, as_json)
+    error = report.as_error()
+    if error is not None:
+        raise error
+
+
+def _report_before_start(steps, why: str, error: ProxlbOptError | None = None):
+    """The report of an apply that started no migration: every step skipped with `why`; the rules broken and
+    the repair moves when the plan was refused for breaking rules (`_RulesBroken`)."""
+    from proxlb_opt.apply import SKIPPED, ApplyReport, StepResult
+
+    report = ApplyReport(results=[StepResult(step, state=SKIPPED, message=f"not started: {why}") for step in steps],
+                         stopped=why, error=error)
+    if isinstance(error, _RulesBroken):
+        report.broken, report.repair = list(error.broken), list(error.repair)
+    return report
+
+
+class _EarlySignal(BaseException):
+    """SIGINT/SIGTERM before apply started anything: raised in the main thread to end that part at once
+    (a BaseException, so that no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGINT and SIGTERM raise _EarlySignal while nothing migrates yet (reading, planning, asking)."""
+    def handler(signum, frame):
+        raise _EarlySignal(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _signals_to(interrupt):
+    """SIGINT and SIGTERM go to `interrupt` while migrations run (start nothing new, wait, report); before and
+    after, they act as usual."""
+    previous = {sig: signal.signal(sig, interrupt.from_handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_report(report, as_json: bool) -> None:
+    """apply's end: the counts, what may still run in PVE, the rules left broken and how to repair them."""
     summary = report.summary()
     if as_json:
         _json_line({"event": "summary", **summary})
-    else:
-        _stdout().print(f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}")
-    if not report.ok:
-        raise ApplyError(f"{summary['failed']} migration(s) failed; see the report above")
+        return
+    out = _stdout()
+    line = f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}"
+    out.print(line + (f", unknown {summary['unknown']}" if summary["unknown"] else ""))
+    if report.stopped:
+        out.print(f"stopped: {report.stopped}")
+    for item in summary["still_running"]:
+        upid = f" (UPID {item['upid']})" if item["upid"] else ""
+        out.print(f"still running in PVE or unknown: {item['vmid']} {item['name']}{upid}")
+    if report.broken:
+        out.print("rules broken now:")
+        for rule in report.broken[:20]:
+            out.print(f"  {rule.rule}: {rule.what}" + ("" if rule.new else " (already before this run)"))
+        if len(report.broken) > 20:
+            out.print(f"  … and {len(report.broken) - 20} more (--json lists them all)")
+        if report.repair:
+            out.print("moves that repair them:")
+            for move in report.repair:
+                out.print(f"  {move['vmid']} {move['name']}: {move['from']} → {move['to']}")
+        out.print("a new plan repairs them first: `proxlb-opt plan --rules-only` shows the fewest moves, "
+                  "`proxlb-opt apply` plans and runs them")
+    if report.rules_note:
+        out.print(report.rules_note)
 
 
 def _read_plan(path: Path) -> dict:
@@ -919,18 +1019,32 @@ def _plan_live(settings: Settings, as_json: bool) -> dict:
     from proxlb_opt.planner import make_plan
     from proxlb_opt.report import plan_dict, plan_renderable
 
-    result = make_plan(_load_cluster(None, settings), settings)
+    cluster = _load_cluster(None, settings)
+    result = make_plan(cluster, settings)
     _report_plan_messages(result)
     if not as_json:
         _stdout().print(plan_renderable(result, _stdout_width()), crop=False)
     if result.violations:
-        raise InputError("the plan breaks rules (greedy algorithm); refusing to apply it")
+        from proxlb_opt.apply import broken_rules, repair_moves
+
+        broken = broken_rules(cluster, settings)
+        raise _RulesBroken("the plan breaks rules (greedy algorithm); refusing to apply it (the report lists the "
+                           "rules and the moves that repair them)", broken, repair_moves(cluster, settings))
     return plan_dict(result)
+
+
+class _RulesBroken(InputError):
+    """apply's own plan breaks rules: refused, with the rules the cluster breaks and the moves that repair them."""
+
+    def __init__(self, message: str, broken: list, repair: list):
+        super().__init__(message)
+        self.broken, self.repair = broken, repair
 
 
 def _report_nothing(as_json: bool) -> None:
     if as_json:
-        _json_line({"event": "summary", "done": 0, "skipped": 0, "failed": 0, "steps": []})
+        _json_line({"event": "summary", "done": 0, "skipped": 0, "failed": 0, "unknown": 0, "steps": [],
+                    "still_running": [], "broken_rules": [], "repair": [], "exit_code": 0})
     else:
         _stdout().print("nothing to do")
 
@@ -1012,9 +1126,15 @@ def _event_printer(as_json: bool, steps):
                             TimeElapsedColumn(), console=console, transient=False)
         task = progress.add_task(clock.label(), total=len(steps))
         progress.start()
-    styles = {"done": "green", "skipped": "yellow", "failed": "red"}
+    styles = {"done": "green", "skipped": "yellow", "failed": "red", "unknown": "magenta"}
 
     def show(event: dict) -> None:
+        if event["event"] == "interrupt":
+            running = f"waiting up to {event['wait']:g} s for the {event['running']} running" if event["running"] \
+                else "none is running"
+            console.print(f"{event['signal']}: no further migration starts; {running} (a second signal stops "
+                          f"waiting)")
+            return
         clock.start(event["wave"])
         line = Text(f"[wave {event['wave']}] {event['vmid']} {event['name']}: {event['from']} → {event['to']} ")
         if event["event"] == "start":
@@ -1078,6 +1198,9 @@ def _service_events(as_json: bool, proxlb_json: bool = False, dry_run: bool = Fa
             _round_end(event)
         elif as_json:
             _json_line(event)
+        elif kind == "interrupt":
+            log.warning("%s: no further migration starts; waiting up to %g s for the %d running (a second signal "
+                        "stops waiting)", event["signal"], event["wait"], event["running"])
         else:
             log.info("%s: %s %s %s → %s%s", event["event"], event["vmid"], event["name"], event["from"], event["to"],
                      f" ({event['message']})" if event.get("message") else "")
@@ -1098,9 +1221,18 @@ def _service_events(as_json: bool, proxlb_json: bool = False, dry_run: bool = Fa
         elif not state["apply"]:
             what = f"{steps} migration(s) planned (predicted {predicted}), none started: balancing.enable is false"
         else:
-            what = (f"{event['done']} of {steps} migration(s) done, {event['failed']} failed, in "
+            unknown = f", {event['unknown']} of unknown outcome" if event.get("unknown") else ""
+            what = (f"{event['done']} of {steps} migration(s) done, {event['failed']} failed{unknown}, in "
                     f"{format_duration(time.monotonic() - state['planned_at'])} (predicted {predicted})")
         log.info("round %d: %s", state["round"], what)
+        if event.get("stopped"):
+            log.warning("round %d stopped: %s", state["round"], event["stopped"])
+        for item in event.get("still_running", ()):
+            log.warning("still running in PVE or unknown: %s %s%s", item["vmid"], item["name"],
+                        f" (UPID {item['upid']})" if item["upid"] else "")
+        for move in event.get("repair", ()):
+            log.warning("a move that repairs a broken rule: %s %s %s → %s", move["vmid"], move["name"], move["from"],
+                        move["to"])
         state["result"] = None
 
     return emit

@@ -186,6 +186,7 @@ class Settings:
     max_incoming_per_node: int = 1
     max_outgoing_per_node: int = 1
     poll_interval: float = 2.0
+    interrupt_wait: float = 300.0  # apply/service after SIGINT/SIGTERM: seconds to wait for running migrations
     read_guest_configs: bool = True
     # proxmox_api
     api: ApiSettings | None = None
@@ -359,7 +360,7 @@ OPTIMIZER_KEYS: dict[str, Callable] = {
     "read_guest_configs": _bool, "min_gain_per_move": _number(0, maximum=MAX_PP),
     "target_spread": _anything, "cooldown": _anything, "state_file": _string,
     "lock_file": _string, "audit_log": _string, "metrics_listen": _anything, "metrics_textfile": _string,
-    "pve_rebalancer": _choice(("leave", "refuse")),
+    "pve_rebalancer": _choice(("leave", "refuse")), "interrupt_wait": _anything,
 }
 SOLVER_SECTION: dict[str, Callable] = {key: _anything for key in SOLVER_KEYS}
 SECTIONS: dict[str, dict[str, Callable]] = {
@@ -628,6 +629,8 @@ def _optimizer_values(section: Mapping, source: str) -> dict[str, Any]:
         out["target_spread"] = _number(0, maximum=MAX_PP)(section["target_spread"], f"{source}: optimizer.target_spread")
     if section.get("cooldown") is not None:
         out["cooldown_seconds"] = parse_duration(section["cooldown"], f"{source}: optimizer.cooldown")
+    if section.get("interrupt_wait") is not None:
+        out["interrupt_wait"] = parse_duration(section["interrupt_wait"], f"{source}: optimizer.interrupt_wait")
     if "max_migrations" in section:
         out["max_migrations"] = parse_max_migrations(section["max_migrations"], f"{source}: optimizer.max_migrations")
     out.update(_operations_values(section, source))

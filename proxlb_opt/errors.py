@@ -1,7 +1,10 @@
 """The one exception tree of proxlb-opt; every error knows its process exit code.
 
 The CLI has a single handler that prints `error: <message>` on stderr and exits with
-`exit_code`. Messages are one line, name the file/field/rule involved, and never carry secrets.
+`exit_code`: input 2, collection 3, infeasible 4, timeout 5, a failed migration 6, a migration of
+unknown outcome 7, internal 70, 75 when another run holds the lock, and 130/143 when SIGINT/SIGTERM
+stopped apply or a service round. Messages are one line, name the file/field/rule involved, and never
+carry secrets.
 
 Also owns `scrub`, the one filter every text shown to a user passes (the error line, every log record,
 JSON on stdout): it removes the secrets registered when the settings were loaded (password, API token
@@ -58,9 +61,24 @@ class SolveTimeoutError(ProxlbOptError):
 
 
 class ApplyError(ProxlbOptError):
-    """A migration failed or the run stopped before finishing."""
+    """A migration failed: the guest did not move."""
 
     exit_code = 6
+
+
+class OutcomeUnknownError(ApplyError):
+    """No migration failed, but one's outcome is unknown: still running in PVE, or it could not be read."""
+
+    exit_code = 7
+
+
+class StoppedBySignal(ProxlbOptError):
+    """SIGINT or SIGTERM stopped apply or a service round; the exit code is 128 + the signal (130, 143)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + int(signum)
 
 
 class UnsafePlanError(ProxlbOptError):

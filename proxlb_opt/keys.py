@@ -220,6 +220,9 @@ KEYS: tuple[Key, ...] = (
        "migrations into one node at once (default: `balancing.max_node_inflow`)"),
     _k("optimizer", "max_outgoing_per_node", "1", "—", OWN, "migrations out of one node at once"),
     _k("optimizer", "poll_interval", "2", "—", OWN, "seconds between task polls while applying"),
+    _k("optimizer", "interrupt_wait", "300", "—", OWN,
+       "`apply` and `service` after SIGINT/SIGTERM: start no new migration and wait this long (seconds, or 5m) "
+       "for the running ones, then report and exit 130/143; a second signal stops waiting at once"),
     _k("optimizer", "read_guest_configs", "true", "—", OWN,
        "read each guest's config to find local disks (the only per-guest API requests)"),
 )

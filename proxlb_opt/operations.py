@@ -107,14 +107,14 @@ class ServiceWatch:
             self.audit.record(event)
 
     def rounds(self, round_fn: Callable[..., Any], refused: Callable[[LockHeldError], Any]) -> Callable[..., Any]:
-        def watched(settings: Settings, dry_run: bool, emit: Emit) -> Any:
+        def watched(settings: Settings, dry_run: bool, emit: Emit, **kwargs: Any) -> Any:
             self.round += 1
             self._notice_reload(settings)
             if self.audit is not None:
                 self.audit.round = self.round
             self.metrics.begin_round()
             if dry_run or not settings.enable:
-                return round_fn(settings, dry_run, emit)  # plans only: no lock needed
+                return round_fn(settings, dry_run, emit, **kwargs)  # plans only: no lock needed
             try:
                 lock = RunLock(lock_path(self.settings.lock_file),
                                f"proxlb-opt service, round {self.round}").acquire()
@@ -125,7 +125,7 @@ class ServiceWatch:
                 return refused(exc)
             self.metrics.set_lock_held(True)
             try:
-                return round_fn(settings, dry_run, emit)
+                return round_fn(settings, dry_run, emit, **kwargs)
             finally:
                 lock.release()
                 self.metrics.set_lock_held(False)

@@ -4,9 +4,16 @@ Each round evaluates the maintenance windows at the round's time, reads the live
 and applies the plan unless `migration_gate` says this process may not migrate: `balancing.enable`
 is not true (ProxLB's default), or `service.enable_ha` is on and this node is not the PVE HA
 manager master. Then the round plans, logs, and says why in one line. Errors of one round are
-logged and the loop goes on; SIGTERM/SIGINT end it after the current step, SIGHUP re-reads the
-config before the next round. `service.delay` waits once before the first round, as in ProxLB.
-With `service.daemon: false` (or `--once`) one round runs and the exit code is that round's.
+logged and the loop goes on. SIGHUP re-reads the config before the next round. `service.delay`
+waits once before the first round, as in ProxLB. With `service.daemon: false` (or `--once`) one
+round runs and the exit code is that round's.
+
+SIGTERM/SIGINT (apply.Interrupt, handlers installed by `run_service`): between rounds the service
+ends at once (exit 143/130). In a round, no migration starts any more from that moment (the executor
+checks before
+every start, planning included), the running ones are waited for up to `optimizer.interrupt_wait`,
+the round's report is logged and the state file saved, and the service exits 143/130; a second
+signal stops the waiting and the report names what still runs in PVE.
 
 Between rounds the service remembers its migrations and where every guest was (`optimizer.state_file`,
 history.py): a guest it moved for balance is not moved again for balance within `optimizer.cooldown`,
@@ -14,8 +21,9 @@ and a guest found elsewhere than the last round left it (moved by hand, or by PV
 put for that time; mandatory moves are never held back. A dry run reads the state but never writes it.
 
 `emit` receives every event as a dict: a round's "plan" (with the PlanResult under "result" and
-whether it will be applied under "apply"), the apply steps (apply.Executor's), and "round" at
-the end of each round with its counts.
+whether it will be applied under "apply"), the apply steps (apply.Executor's, "interrupt" among
+them), and "round" at the end of each round with its counts, what may still run in PVE, the rules
+left broken and the moves that repair them.
 
 Who else may run, what is recorded and what is shown (operations.py): a second service on this host
 refuses to start, each round that may migrate holds the run lock that `apply` holds too, every step
@@ -37,9 +45,9 @@ from pathlib import Path
 from typing import Callable
 
 from proxlb_opt.adapters.proxmox import ProxmoxClient, collect_live, ha_master
-from proxlb_opt.apply import Executor, steps_from_plan
+from proxlb_opt.apply import ApplyReport, Executor, Interrupt, steps_from_plan
 from proxlb_opt.config import Settings, load_settings
-from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError
+from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError, StoppedBySignal
 from proxlb_opt.history import History, MoveRecord
 from proxlb_opt.limits import loads_json
 from proxlb_opt.operations import ServiceWatch
@@ -54,9 +62,11 @@ class Round:
     migrations: int = 0
     done: int = 0
     failed: int = 0
+    unknown: int = 0  # outcome unknown: possibly still running in PVE
     error: ProxlbOptError | None = None
     gate: str | None = None  # why this round only planned (migration_gate), if it did
     result: PlanResult | None = None
+    report: ApplyReport | None = None  # the apply report, when the round migrated
 
 
 def local_node_name(hostname: str | None = None) -> str:
@@ -89,9 +99,10 @@ def migration_gate(settings: Settings, client: ProxmoxClient | None = None, host
 
 
 def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None], *, now: datetime | None = None,
-              hostname: str | None = None, clock: Callable[[], float] = time.time) -> Round:
+              hostname: str | None = None, clock: Callable[[], float] = time.time,
+              interrupt: Interrupt | None = None) -> Round:
     """One plan (and apply) of the live cluster; `now` (naive local time) decides the maintenance windows,
-    `clock` (seconds since the epoch) the cooldowns."""
+    `clock` (seconds since the epoch) the cooldowns; `interrupt` stops the apply (no new migration)."""
     outcome = Round()
     try:
         settings = settings.at(now or datetime.now())
@@ -127,15 +138,22 @@ def one_round(settings: Settings, dry_run: bool, emit: Callable[[dict], None], *
             return outcome
         if result.violations:
             raise ApplyError("the greedy plan breaks rules; not applied")
-        report = Executor(client, settings, emit=emit).run(steps_from_plan(plan_dict(result)))
-        outcome.done, outcome.failed = report.count("done"), report.count("failed")
+        report = Executor(client, settings, emit=emit, interrupt=interrupt).run(steps_from_plan(plan_dict(result)))
+        outcome.report = report
+        outcome.done, outcome.failed, outcome.unknown = (report.count("done"), report.count("failed"),
+                                                         report.count("unknown"))
         applied = [MoveRecord(r.step.vmid, r.step.source, r.step.target, seconds, r.step.reason)
                    for r in report.results if r.state == "done"]
         for move in applied:
             placement[move.vmid] = move.target
+        # Saved whatever ended the apply (a signal included): the moves made are remembered.
         save_history(settings.state_file, history.after_round(placement, applied, seconds, settings.cooldown_seconds))
-        if outcome.failed:
-            raise ApplyError(f"{outcome.failed} migration(s) failed")
+        for rule in report.broken:
+            log.warning("rule broken after this round%s: %s: %s", "" if rule.new else " (already before)",
+                        rule.rule, rule.what)
+        error = report.as_error()
+        if error is not None:
+            raise error
     except ProxlbOptError as exc:
         log.error("%s", exc)
         outcome.error = exc
@@ -185,12 +203,16 @@ def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
 
 def _run_rounds(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], None], *,
                 round_fn: Callable[..., Round] = one_round) -> Round:
-    stop = threading.Event()
+    """Rounds until stopped; the last round's outcome (its error is the exit code: 143/130 after a signal
+    that stopped a round's apply). `round_fn(settings, dry_run, emit, interrupt=...)` runs one round."""
+    interrupt = Interrupt()
+    stop = interrupt.stop
     reload = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, interrupt.from_handler)
+    signal.signal(signal.SIGINT, interrupt.from_handler)
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda *_: reload.set())
+        # Set from a helper thread, as the stop: a handler must not take a lock its own thread may hold.
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload.set, daemon=True).start())
     settings = load_settings(config)
     if settings.api is None:
         raise ConfigError(f"{config}: service mode needs a proxmox_api section")
@@ -199,7 +221,7 @@ def _run_rounds(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
         log.info("service.delay: first round in %d s", settings.delay_seconds)
         stop.wait(settings.delay_seconds)
         if stop.is_set():
-            return Round()
+            return _stopped(Round(), interrupt)
     while True:
         if reload.is_set():
             reload.clear()
@@ -209,12 +231,33 @@ def _run_rounds(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], 
                 log.info("configuration reloaded from %s", config)
             except ConfigError as exc:
                 log.error("reload failed, keeping the previous configuration: %s", exc)
-        outcome = round_fn(settings, dry_run, emit)
-        emit({"event": "round", "migrations": outcome.migrations, "done": outcome.done, "failed": outcome.failed,
-              "error": None if outcome.error is None else str(outcome.error)})
+        outcome = round_fn(settings, dry_run, emit, interrupt=interrupt)
+        emit(_round_event(outcome))
         if once or not settings.daemon or stop.is_set():
             return outcome
         log.info("next round in %d s", settings.schedule_seconds)
         stop.wait(settings.schedule_seconds)
         if stop.is_set():
-            return outcome
+            return _stopped(outcome, interrupt)
+
+
+def _stopped(outcome: Round, interrupt: Interrupt) -> Round:
+    """A signal between rounds: nothing runs, the service ends at once with 130/143 (the last round's own
+    error, if it had one, is kept: it was logged and is the more useful exit code)."""
+    if outcome.error is None:
+        log.info("stopped by %s between rounds", interrupt.name)
+        outcome.error = StoppedBySignal(interrupt.signum or signal.SIGTERM,
+                                        f"stopped by {interrupt.name} between rounds")
+    return outcome
+
+
+def _round_event(outcome: Round) -> dict:
+    """The "round" event: counts, and from the apply report what may still run in PVE and the broken rules."""
+    event = {"event": "round", "migrations": outcome.migrations, "done": outcome.done, "failed": outcome.failed,
+             "unknown": outcome.unknown, "error": None if outcome.error is None else str(outcome.error)}
+    if outcome.report is not None:
+        summary = outcome.report.summary()
+        for key in ("still_running", "broken_rules", "repair", "stopped", "signal"):
+            if key in summary:
+                event[key] = summary[key]
+    return event

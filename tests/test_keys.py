@@ -21,7 +21,7 @@ import requests
 
 from proxlb_opt import config, keys, service
 from proxlb_opt.adapters import proxmox as adapter
-from proxlb_opt.apply import FAILED, Executor, PlannedStep, StepResult
+from proxlb_opt.apply import UNKNOWN, Executor, PlannedStep, StepResult
 from proxlb_opt.config import Settings, settings_from_dict
 from proxlb_opt.errors import CollectionError, ConfigError
 from proxlb_opt.greedy import proxlb_greedy
@@ -210,7 +210,7 @@ def service_run(monkeypatch, tmp_path, service_section: dict, rounds: int = 1, o
     monkeypatch.setattr(service.threading, "Event", Recording)
     monkeypatch.setattr(service.signal, "signal", lambda *a: None)
 
-    def fake_round(settings, dry_run, emit):
+    def fake_round(settings, dry_run, emit, **_):
         events.append(("round",))
         if sum(1 for e in events if e == ("round",)) >= rounds and not once:
             raise Enough
@@ -478,7 +478,8 @@ def k_max_job_validation(monkeypatch, tmp_path):
     step = PlannedStep(vmid=101, name="g", type="vm", source="pve1", target="pve2", wave=0)
     result = StepResult(step, state="running", upid="UPID:pve1:00000001:00000001:00000001:qmigrate:101:root@pam:")
     executor._wait([result])
-    assert result.state == FAILED and "max_job_validation" in result.message
+    # Not failed: the task may still end well; the report says it still runs in PVE.
+    assert result.state == UNKNOWN and "max_job_validation" in result.message and "still running" in result.message
     assert 30 <= clock[0] <= 40
 
 

@@ -358,7 +358,7 @@ def test_a_second_service_refuses_to_start(tmp_path, holder):
     config = _config(tmp_path)
     other = holder(service_lock_path(tmp_path / "run.lock"))
     with pytest.raises(LockHeldError, match=f"pid {other.pid}"):
-        run_service(config, True, False, lambda e: None, round_fn=lambda *a: pytest.fail("no round may run"))
+        run_service(config, True, False, lambda e: None, round_fn=lambda *a, **k: pytest.fail("no round may run"))
 
 
 def test_a_round_finding_the_run_lock_held_is_skipped_and_counted(tmp_path, holder):
@@ -367,7 +367,7 @@ def test_a_round_finding_the_run_lock_held_is_skipped_and_counted(tmp_path, hold
     other = holder(tmp_path / "run.lock")  # e.g. an administrator's apply
     events: list[dict] = []
     outcome = run_service(config, True, False, events.append,
-                          round_fn=lambda *a: pytest.fail("the round may not run without the lock"))
+                          round_fn=lambda *a, **k: pytest.fail("the round may not run without the lock"))
     assert isinstance(outcome.error, LockHeldError) and f"pid {other.pid}" in str(outcome.error)
     assert events[-1]["event"] == "round" and "holds the lock" in events[-1]["error"]
     samples = _samples(textfile.read_text())
@@ -380,7 +380,7 @@ def test_a_round_holds_the_run_lock_and_a_dry_run_takes_none(tmp_path):
     config = _config(tmp_path)
     seen = []
 
-    def round_fn(settings, dry_run, emit):
+    def round_fn(settings, dry_run, emit, **kwargs):
         try:
             RunLock(tmp_path / "run.lock", "probe").acquire().release()
             seen.append("free")

@@ -14,12 +14,23 @@ Least privilege: Sys.Audit (nodes, HA status), VM.Audit (guests, configs), Datas
 (storages), VM.Migrate (apply only). Secrets never appear in messages. A host that cannot be reached
 is reported in one phrase with its cause and the fix (`describe_connection_error`): an untrusted
 certificate, a refused connection, a timeout, a name that does not resolve.
+
+Failover is safe for what it repeats. A request that surely never reached the API (connection refused,
+a name that does not resolve, TLS or connect failures) is tried on the next host, whatever its method.
+A request whose answer was lost (a dropped connection, a read timeout) may have been carried out: a GET
+is simply repeated, but a POST is never sent again here (`AnswerLost`): the caller looks for what it
+did first (apply.py finds the migration task). GETs answered by a proxy that could not reach PVE (502,
+503, 504, 595, 596) are tried on the next host too. Logins: a 401 on a ticket session (the ticket
+expired or was revoked) or a failed ticket renewal by proxmoxer gets one fresh login and the request
+again (a 401 is given before PVE processes anything, so this is safe for a POST too); with an API
+token a 401 is a real authentication failure (`AuthError`, one line).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
 import warnings
@@ -28,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import requests
+import urllib3
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 
@@ -55,6 +67,11 @@ def warn_tls_off() -> None:
         log.warning(TLS_OFF_WARNING)
 
 
+#: Answers of pveproxy (or a proxy in front of it) that could not reach the PVE daemon behind it: the request
+#: may or may not have been carried out, and another host may do better.
+PROXY_STATUSES = frozenset({502, 503, 504, 595, 596, 599})
+
+
 class ApiCallError(Exception):
     """An API answer with an HTTP error status; `status` and `message` as PVE sent them."""
 
@@ -62,6 +79,19 @@ class ApiCallError(Exception):
         super().__init__(f"{status} {message}")
         self.status = status
         self.message = message
+
+    @property
+    def from_proxy(self) -> bool:
+        """Whether the answer came from a proxy that could not reach PVE (the request's fate is open)."""
+        return self.status in PROXY_STATUSES
+
+
+class AnswerLost(CollectionError):
+    """A write (POST) was sent but its answer never came: it may have been carried out. Never repeated here."""
+
+
+class AuthError(CollectionError):
+    """The API refused the credentials (a token, or a fresh login's ticket): one line, no retry."""
 
 
 @dataclass
@@ -98,36 +128,99 @@ class ProxmoxClient:
             raise CollectionError(f"{host}: authentication failed for {s.user} (check user, password or token)") from None
 
     def call(self, method: str, path: str, **params: Any) -> Any:
-        """GET/POST `path` (e.g. "cluster/resources") on the current host, failing over on connection errors."""
+        """GET/POST `path` (e.g. "cluster/resources") on the current host, failing over where that is safe.
+
+        Connection errors: a request that never left (refused, DNS, TLS, connect timeout) goes to the next
+        host; a lost answer does too for a GET, and raises AnswerLost for anything else. A GET answered by a
+        proxy status (PROXY_STATUSES) goes to the next host while there is one. A 401 gets one fresh login.
+        """
         hosts = self.settings.hosts
+        rounds = len(hosts) * max(1, self.settings.retries)
         errors = []
-        for attempt in range(len(hosts) * max(1, self.settings.retries)):
+        relogged = False
+        attempt = 0
+        while attempt < rounds:
             index = (self._current + attempt) % len(hosts)
             host = hosts[index]
             try:
                 session = self._session(host)
+            except CONNECTION_ERRORS as exc:  # the login failed to connect: our request was never sent
+                self._fail_over(host, exc, errors, last=attempt + 1 >= rounds)
+                attempt += 1
+                continue
+            try:
                 with self._lock:
                     self.requests_made += 1
                 result = getattr(session(path), method)(**params)
                 self._current = index
                 return result
-            except CONNECTION_ERRORS as exc:
+            except AuthenticationError:
+                # proxmoxer renews a ticket with the ticket itself; an expired or revoked one fails: log in afresh.
                 self._sessions.pop(host, None)
-                cause = describe_connection_error(exc, self.settings.timeout)
-                errors.append(f"{host}: {cause}")
-                if attempt + 1 < len(hosts) * max(1, self.settings.retries):
-                    log.warning("API host %s: %s; trying the next one", host, cause)
-                    if self.settings.wait_time:
-                        time.sleep(min(self.settings.wait_time, 5))
+                if relogged:
+                    raise AuthError(f"{host}: the ticket could not be renewed and a fresh login failed for "
+                                    f"{self.settings.user}") from None
+                relogged = True
+                log.info("API host %s: login ticket could not be renewed; logging in again", host)
+                continue
+            except CONNECTION_ERRORS as exc:
+                if method != "get" and not request_not_sent(exc):
+                    self._sessions.pop(host, None)
+                    raise AnswerLost(f"{method.upper()} /{path}: the answer from {host} was lost "
+                                     f"({describe_connection_error(exc, self.settings.timeout)}); the request "
+                                     f"may have been carried out") from None
+                self._fail_over(host, exc, errors, last=attempt + 1 >= rounds)
             except ResourceException as exc:
-                raise ApiCallError(exc.status_code, str(exc.content or exc.status_message).strip()) from None
+                error = ApiCallError(exc.status_code, str(exc.content or exc.status_message).strip())
+                if exc.status_code == 401:
+                    self._sessions.pop(host, None)
+                    if self.settings.token_id:
+                        raise AuthError(f"{host}: the API token {self.settings.user}!"
+                                        f"{self.settings.token_id.split('!', 1)[-1]} was refused ({error.message}); "
+                                        f"check token_id, token_secret and the token's privileges") from None
+                    if relogged:
+                        raise AuthError(f"{host}: {error.message}, also right after a fresh login as "
+                                        f"{self.settings.user}") from None
+                    # The ticket expired or was revoked; PVE refuses before processing, so repeating is safe.
+                    relogged = True
+                    log.info("API host %s: %s; logging in again", host, error.message)
+                    continue
+                if method == "get" and error.from_proxy and attempt + 1 < rounds:
+                    log.warning("API host %s: %s; trying the next one", host, error)
+                    attempt += 1
+                    continue
+                raise error from None
+            attempt += 1
         raise CollectionError("no Proxmox API host answered: " + "; ".join(_unique(errors)))
+
+    def _fail_over(self, host: str, exc: BaseException, errors: list[str], last: bool) -> None:
+        """Forget the host's session and note why; unless it was the last try, say so and wait `wait_time`."""
+        self._sessions.pop(host, None)
+        cause = describe_connection_error(exc, self.settings.timeout)
+        errors.append(f"{host}: {cause}")
+        if not last:
+            log.warning("API host %s: %s; trying the next one", host, cause)
+            if self.settings.wait_time:
+                time.sleep(min(self.settings.wait_time, 5))
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("get", path, **params)
 
     def post(self, path: str, **params: Any) -> Any:
         return self.call("post", path, **params)
+
+
+def request_not_sent(exc: BaseException) -> bool:
+    """Whether a connection error proves the request never reached the API: the connection or its TLS
+    handshake failed (refused, unresolvable name, connect timeout, certificate). A dropped connection or
+    a read timeout after sending proves nothing: the request may have been carried out."""
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    for cause in _chain(exc):
+        if isinstance(cause, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+                              urllib3.exceptions.SSLError, ConnectionRefusedError, socket.gaierror)):
+            return True
+    return False
 
 
 def _short(exc: Exception) -> str:
@@ -588,12 +681,43 @@ def task_status(client: ProxmoxClient, upid: str) -> dict:
     return client.get(f"nodes/{node}/tasks/{upid}/status")
 
 
-def guest_tasks(client: ProxmoxClient, node: str, vmid: int, since: int) -> list[dict]:
-    """Recent tasks of one guest on a node (to follow hamigrate → qmigrate)."""
+def guest_tasks(client: ProxmoxClient, node: str, vmid: int, since: int, source: str = "all",
+                strict: bool = False) -> list[dict]:
+    """Recent tasks of one guest on a node, newest first (to follow hamigrate → qmigrate, to find the task of
+    a migrate call whose answer was lost). `source`: all, active (running) or archive (ended). Not `strict`:
+    an error answer counts as no tasks; `strict`: errors are raised."""
+    params: dict[str, Any] = {"vmid": vmid, "source": source, "limit": 50}
+    if since > 0:
+        params["since"] = since
     try:
-        return client.get(f"nodes/{node}/tasks", vmid=vmid, since=since, source="all", limit=50) or []
+        answer = client.get(f"nodes/{node}/tasks", **params)
     except ApiCallError:
+        if strict:
+            raise
         return []
+    if not isinstance(answer, list):
+        if strict:
+            raise CollectionError(f"GET /nodes/{node}/tasks: expected a list, got {type(answer).__name__}")
+        return []
+    return answer
+
+
+def task_log(client: ProxmoxClient, upid: str, limit: int = 50) -> list[str]:
+    """The first `limit` lines of a task's log (e.g. "starting migration of VM 100 to node 'pve2' (10.0.0.2)")."""
+    node = upid.split(":")[1]
+    answer = client.get(f"nodes/{node}/tasks/{upid}/log", start=0, limit=limit)
+    return [str(line.get("t", "")) for line in answer] if isinstance(answer, list) else []
+
+
+def guest_resource(client: ProxmoxClient, vmid: int) -> dict | None:
+    """The guest's `/cluster/resources` item (node, status, lock, hastate): one request, for where a guest is
+    while migrating; None when the cluster lists no such guest. A list without any guest is an error (an
+    answer that lost its items must not read as "the guest is gone")."""
+    items = _get_list(client, "cluster/resources", type="vm")
+    guests = [i for i in items if i.get("type") in ("qemu", "lxc")]
+    if not guests:
+        raise CollectionError("GET /cluster/resources listed no guests")
+    return next((i for i in guests if int(i.get("vmid", -1)) == int(vmid)), None)
 
 
 def pve_version(client: ProxmoxClient) -> str:

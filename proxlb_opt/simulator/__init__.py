@@ -34,10 +34,12 @@ Python-level API for tests (all thread-safe; everything can change while clients
       .set_pressure(node | vmid, **psi) / .clear_pressure(...)   PSI values from now on (psi.py)
       .ha_log()                            what the simulated CRM did and refused, with times
       .placement(), .guest(vmid), .tasks(), .task(upid), .node_usage(node), .snapshot(), .to_cluster()
+      .record_history() / .history()       every state passed through (HistoryPoint: nodes, guests with
+                                           their migration `target`), to check a property at every instant
 
     Faults(...): locked, offline_nodes, task_error, task_hang, task_warnings, storage_error,
       no_quorum, delay, drop_first, drop_probability, seed,
-      requests=(RequestFault(path, method, action="error"|"lost"|"empty"|"echo", status, message,
+      requests=(RequestFault(path, method, action="error"|"lost"|"late"|"empty"|"echo", status, message,
                              regex, first, every, since), ...),
       node_events=(NodeEvent(node, "maintenance"|"active"|"offline"|"online",
                              after_migrations=N | at=epoch), ...),
@@ -52,7 +54,7 @@ maintenance flag is reported (LRM "maintenance mode") but the CRM leaves such a 
 
 from proxlb_opt.simulator.faults import Faults, NodeEvent, RequestFault
 from proxlb_opt.simulator.server import RequestCount, SimulatorServer, banner, run_simulator
-from proxlb_opt.simulator.state import AUTO, PveError, SimState
+from proxlb_opt.simulator.state import AUTO, HistoryPoint, PveError, SimState
 
-__all__ = ["AUTO", "Faults", "NodeEvent", "PveError", "RequestCount", "RequestFault", "SimState", "SimulatorServer",
-           "banner", "run_simulator"]
+__all__ = ["AUTO", "Faults", "HistoryPoint", "NodeEvent", "PveError", "RequestCount", "RequestFault", "SimState",
+           "SimulatorServer", "banner", "run_simulator"]

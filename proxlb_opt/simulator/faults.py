@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 TASK_ERROR_DEFAULT = "migration problems"
 STORAGE_ERROR_DEFAULT = ""  # "": the failed `pvesm export | ssh … pvesm import` pipe PVE reports for the volume
-REQUEST_ACTIONS = ("error", "lost", "empty", "echo")
+REQUEST_ACTIONS = ("error", "lost", "late", "empty", "echo")
 NODE_STATES = ("maintenance", "active", "offline", "online")
 
 # pveproxy's own wording where PVE has one; other statuses get the standard phrase.
@@ -54,7 +54,8 @@ class RequestFault:
 
     `action`: "error" answers `status` with `message` (default: PVE's text for the status) and
     processes nothing; "lost" processes the request (a migration really starts) and then closes the
-    connection without an answer; "empty" answers `[]` where the answer is a list; "echo" answers
+    connection without an answer; "late" processes it and then answers the error all the same (a
+    proxy's 504 after PVE did the work); "empty" answers `[]` where the answer is a list; "echo" answers
     `status` with a message that repeats the request headers and body, secrets included (a canary for
     clients that must never print them).
     """

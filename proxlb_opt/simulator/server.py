@@ -122,6 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.action == "lost":
             self._drop()  # the work is done (a task may be running), but the client never learns it
             return
+        if fault is not None and fault.action == "late":
+            # A proxy that gave up waiting (504) after PVE did the work: an error, though the request ran.
+            self._send_error(_fault_error(fault, self.headers.items()))
+            return
         if fault is not None and fault.action == "empty" and isinstance(payload[2].get("data"), list):
             payload = (200, "OK", {"data": []})
         self._send(*payload)

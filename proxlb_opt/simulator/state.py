@@ -177,6 +177,18 @@ class Usage:
     disk_used_mib: int
 
 
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One state of the simulated cluster: after change number `version`, at simulated time `now` (the
+    clock when it was recorded; events due earlier run in order but are stamped when they ran).
+    A guest with `target` set holds its resources on both nodes (a migration under way)."""
+
+    version: int
+    now: float
+    nodes: tuple[NodeRec, ...]
+    guests: Mapping[int, GuestRec]
+
+
 PressureKey = tuple[str, object]  # ("node", name) or ("guest", vmid)
 
 
@@ -293,6 +305,7 @@ class SimState:
         self._request_hits: list[int] = []
         self._migrate_calls = 0
         self._rng = random.Random(0)
+        self._history: list[HistoryPoint] | None = None  # off until record_history(): tests replay it
         self.set_faults(faults or Faults())
 
     # ------------------------------------------------------------------ clock
@@ -465,6 +478,21 @@ class SimState:
             self._tick()
             return tuple(self._ha_log)
 
+    # ------------------------------------------------------------------ history
+
+    def record_history(self, on: bool = True) -> None:
+        """From now on, keep every state the cluster passes through (each guest or node change), for tests
+        that must show a property held at every instant, not only at the end; off: forget it."""
+        with self._lock:
+            self._tick()
+            self._history = [self._history_point()] if on else None
+
+    def history(self) -> tuple["HistoryPoint", ...]:
+        """Every state since record_history(), oldest first (the current one last)."""
+        with self._lock:
+            self._tick()
+            return tuple(self._history or ())
+
     # ------------------------------------------------------------------ reading
 
     def snapshot(self) -> Snapshot:
@@ -537,6 +565,11 @@ class SimState:
 
     def _bump(self) -> None:
         self._version += 1
+        if self._history is not None:
+            self._history.append(self._history_point())
+
+    def _history_point(self) -> "HistoryPoint":
+        return HistoryPoint(self._version, self._clock.now(), self._nodes, MappingProxyType(dict(self._guests)))
 
     def _tick(self) -> float:
         """Run every event due by now (in time order, each at its own time); the `now` used."""

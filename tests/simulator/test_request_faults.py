@@ -81,6 +81,17 @@ def test_lost_response_after_the_migration_started(sim, api):
     assert count.dropped == 1 and count.faulted == 1
 
 
+def test_late_error_after_the_migration_started(sim, api):
+    sim.faults = Faults(requests=(RequestFault("/nodes/{node}/qemu/{vmid}/migrate", method="POST", action="late",
+                                               status=504, first=1),))
+    assert _status(lambda: api.nodes("pve1").qemu(100).migrate.post(target="pve2", online=1)) == 504
+    [task] = sim.state.tasks()  # a proxy's 504, yet PVE carried it out
+    assert task.type == "qmigrate" and wait_task(api, task.upid)["exitstatus"] == "OK"
+    assert sim.state.placement()[100] == "pve2"
+    count = sim.request_count
+    assert count.dropped == 0 and count.faulted == 1
+
+
 def test_list_endpoints_answer_empty_once(sim, api):
     lists = ("/cluster/resources", "/cluster/ha/status/current", "/cluster/tasks", "/nodes/{node}/tasks")
     wait_task(api, api.nodes("pve2").qemu(102).migrate.post(target="pve1"))
