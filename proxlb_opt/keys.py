@@ -172,7 +172,8 @@ KEYS: tuple[Key, ...] = (
     _k("optimizer", "algorithm", "cpsat", "—", OWN, "`cpsat` or `greedy` (the ProxLB-style pass)"),
     _k("optimizer", "max_migrations", "auto", "—", OWN,
        "budget of optional balancing moves per run: `auto` (the budget that pays for itself: reach "
-       "`target_spread` with the fewest moves, then only moves worth `min_gain_per_move` each), a number, or "
+       "`target_spread` with the fewest moves, or as close as the plans get when it is out of reach, then only "
+       "moves worth `min_gain_per_move` each), a number, or "
        "`none` (unlimited); mandatory moves (maintenance, pins, broken groups, nodes over used memory or local "
        "disk) never count and are never blocked"),
     _k("optimizer", "min_gain_per_move", "1.0", "—", OWN,

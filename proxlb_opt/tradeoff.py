@@ -14,7 +14,10 @@ sampled, so the curve never rises). Two uses:
   helps: the planner asks only when balancing is called for). From there, the budget grows
   while some larger sample still gains at least `min_gain_per_move` percentage points per extra
   migration on average: the chosen budget is the first after which no later sample is worth its
-  migrations (the tangent to the sampled curve's lower convex hull with that slope). On large clusters
+  migrations (the tangent to the sampled curve's lower convex hull with that slope). When no sample
+  reaches the target, the start is the fewest sampled budget within `min_gain_per_move` pp of the lowest
+  spread sampled (`_closest_to_target`): balancing was called for, and on a large cluster one migration
+  gains a fraction of a point, so a per-move threshold alone would move nothing. On large clusters
   the samples are the planner's answers within their share of the time limit, so the curve (and the
   choice) is an approximation of the true frontier; the notes say so.
 """
@@ -106,6 +109,8 @@ def choose_budget(sample: Callable[[int, int], Sample], movable: int, expired: C
     start, fewest_proven = 0, None
     if target_spread is not None and reached is not None:
         start, fewest_proven = _fewest_to_target(results, point, expired, reached, target_spread)
+    elif target_spread is not None:
+        start = _closest_to_target(results, min_gain_per_move)
     if start == 0 and 1 in results and results[1].spread_after < results[0].spread_after - 1e-6:
         # Balancing was called for (the planner asks only then): at least the move that helps most is made.
         start = 1
@@ -144,6 +149,17 @@ def _fewest_to_target(results: dict[int, Sample], point, expired, reached: int, 
     return upper, proven
 
 
+def _closest_to_target(results: dict[int, Sample], min_gain: float) -> int:
+    """The target out of reach: the fewest sampled budget within `min_gain` pp of the lowest spread sampled.
+
+    Balancing was called for (the spread is over the balanciness), so the plan goes as close to the target
+    as the samples went; on a large cluster one migration moves the extreme nodes by a fraction of a point,
+    and a per-move threshold alone would leave such a cluster as it is. The last `min_gain` pp are not
+    chased: more migrations for less than one move's worth in total."""
+    best = min(r.spread_after for r in results.values())
+    return min(b for b, r in results.items() if r.spread_after <= best + min_gain + 1e-9)
+
+
 def _tangent(results: dict[int, Sample], budgets_from: list[int], min_gain: float) -> int:
     """The first budget after which no later sample gains `min_gain` pp per extra migration on average."""
     for i, b in enumerate(budgets_from):
@@ -159,7 +175,8 @@ def _why(results, chosen: int, start: int, target: float | None, reached: int | 
     parts = []
     if target is not None:
         parts.append(f"the target of {target:g} pp needs budget {start} at the fewest" if reached is not None
-                     else f"the target of {target:g} pp was not reached")
+                     else f"the target of {target:g} pp was not reached: budget {start} comes within {min_gain:g} "
+                          f"pp of the lowest spread found ({min(r.spread_after for r in results.values()):.2f} pp)")
     parts.append(f"budget {chosen} ({results[chosen].spread_after:.2f} pp): one more migration would gain less "
                  f"than {min_gain:g} pp")
     return "; ".join(parts)
