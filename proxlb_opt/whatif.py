@@ -1191,6 +1191,8 @@ def add_nodes(cluster: Cluster, settings: Settings, entries: list[dict[str, Any]
 
 
 GROWTH_KEYS = ("memory", "cpu", "disk")
+#: Largest growth factor --growth takes (100×: far past any capacity plan, well inside 64-bit arithmetic).
+MAX_GROWTH = 100.0
 
 
 def parse_growth(text: str) -> dict[str, float]:
@@ -1212,6 +1214,9 @@ def parse_growth(text: str) -> dict[str, float]:
         raise InputError(f"--growth: cannot read {text!r} (use 1.2 or memory=1.3,cpu=1.1)") from None
     if any(not math.isfinite(v) or v <= 0 for v in out.values()):
         raise InputError(f"--growth: factors must be positive numbers, got {text!r}")
+    if any(v > MAX_GROWTH for v in out.values()):
+        # Beyond this the grown sizes stop being a capacity question and overflow the solver's integers.
+        raise InputError(f"--growth: factors must be at most {MAX_GROWTH:g}, got {text!r}")
     return out
 
 

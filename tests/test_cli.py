@@ -285,3 +285,32 @@ def test_best_node_memory_is_mib_as_in_qm(model):
 def test_best_node_terraform_nothing_fits_exits_4(model):
     out = run("best-node", "--terraform", stdin=json.dumps({"cpus": "2", "memory": "300000", "model": str(model)}))
     assert out.returncode == 4 and out.stdout == "" and out.stderr.startswith("error: no node")
+
+
+def test_plan_json_version_2_gives_each_balancing_move_its_gain(model):
+    out = run("plan", "--model", model, "--json", "--workers", "1", "--time-limit", "5")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["version"] == 2 and data["budget_choice"]["budget"] == data["budget"]
+    assert data["migrations"]
+    for move in data["migrations"]:
+        assert {"detail", "spread_without", "gain_pp", "relieves"} <= set(move)
+        # A balancing move's gain is what the plan would lose without it: never negative.
+        assert move["gain_pp"] is None or move["gain_pp"] >= -1e-6
+    assert any(m["gain_pp"] is not None and m["gain_pp"] > 0 for m in data["migrations"])
+
+
+def test_plan_explain_says_why_a_guest_moves_or_stays(model):
+    plan = json.loads(run("plan", "--model", model, "--json", "--workers", "1", "--time-limit", "5").stdout)
+    mover = plan["migrations"][0]["vmid"]
+    out = run("plan", "--model", model, "--workers", "1", "--time-limit", "5", "--explain", mover, "--explain", 200,
+              "--json")
+    assert out.returncode == 0, out.stderr
+    answers = json.loads(out.stdout)["explain"]
+    assert set(answers) == {str(mover), "200"}
+    assert all(isinstance(line, str) and line for lines in answers.values() for line in lines)
+    assert "plb_pin_pve2" in " ".join(answers["200"]) or "pin" in " ".join(answers["200"]).lower()
+    text = run("plan", "--model", model, "--workers", "1", "--time-limit", "5", "--explain", 200)
+    assert text.returncode == 0 and "pin" in text.stdout.lower()
+    missing = run("plan", "--model", model, "--workers", "1", "--time-limit", "5", "--explain", 999)
+    assert missing.returncode == 2 and "no guest 999" in missing.stderr and "Traceback" not in missing.stderr

@@ -136,3 +136,28 @@ def test_command_line_values_out_of_range(args, message):
         args = [args[0], "--model", "models/demo.yaml", *args[1:]]
     code, out, err = run_main(args)
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_growth_factors_are_bounded():
+    from proxlb_opt.whatif import MAX_GROWTH, parse_growth
+
+    assert parse_growth(str(MAX_GROWTH))["memory"] == MAX_GROWTH
+    for text in ("1e9", "memory=101", "disk=1e300"):
+        with pytest.raises(InputError, match="at most"):
+            parse_growth(text)
+
+
+def test_a_model_that_overflows_the_solver_is_an_input_error():
+    from types import SimpleNamespace
+
+    from ortools.sat.python import cp_model
+
+    from proxlb_opt.cpsat.solve import _invalid_model
+
+    model = cp_model.CpModel()
+    x = model.new_int_var(0, 2**61, "x")
+    y = model.new_int_var(0, 2**61, "y")
+    model.add(3 * x + 3 * y + 3 * x <= 10)
+    assert "overflow" in model.validate().lower()
+    error = _invalid_model(SimpleNamespace(model=model))
+    assert isinstance(error, InputError) and error.exit_code == 2

@@ -22,7 +22,7 @@ from ortools.sat.python import cp_model
 from proxlb_opt.cpsat.build import Built, add_hint, build, decode
 from proxlb_opt.cpsat.context import BuildOptions
 from proxlb_opt.cpsat.families.pinning import PREFERENCE_WEIGHT
-from proxlb_opt.errors import InternalError
+from proxlb_opt.errors import InputError, InternalError
 from proxlb_opt.loads import PERCENT_SCALE
 from proxlb_opt.problem import Problem
 
@@ -116,7 +116,7 @@ def solve_stages(built: Built, settings: SolverSettings, time_limit: float, stag
             solver.parameters.absolute_gap_limit = float(first_gap)
         status = solver.Solve(built.model)
         if status == cp_model.MODEL_INVALID:
-            raise InternalError(f"CP-SAT rejected the model as invalid: {built.model.Validate()[:200]}")
+            raise _invalid_model(built)
         if status == cp_model.INFEASIBLE:
             if i == 0:
                 return SolveResult(None, True, seconds=time.perf_counter() - start)
@@ -136,6 +136,17 @@ def solve_stages(built: Built, settings: SolverSettings, time_limit: float, stag
     return SolveResult(placement, False, values, bounds, proven, time.perf_counter() - start, extra)
 
 
+def _invalid_model(built) -> Exception:
+    """CP-SAT refused the model. An integer overflow comes from the sizes in the input (a guest or a growth
+    beyond anything a cluster holds, the model's integers are 64-bit): an input error, exit 2. Anything
+    else is ours: internal, exit 70."""
+    why = built.model.Validate()
+    if "overflow" in why.lower() or "kint64max" in why:
+        return InputError("the cluster's sizes are too large for the solver's 64-bit arithmetic "
+                          "(check the sizes in the model, --growth or the added guests and nodes)")
+    return InternalError(f"CP-SAT rejected the model as invalid: {why[:200]}")
+
+
 def solve_weighted(problem: Problem, settings: SolverSettings, options: BuildOptions,
                    time_limit: float) -> SolveResult:
     """One objective: W · spread + cost, W larger than any cost, so the spread comes first."""
@@ -148,7 +159,7 @@ def solve_weighted(problem: Problem, settings: SolverSettings, options: BuildOpt
     solver = make_solver(settings, time_limit)
     status = solver.Solve(built.model)
     if status == cp_model.MODEL_INVALID:
-        raise InternalError(f"CP-SAT rejected the model as invalid: {built.model.Validate()[:200]}")
+        raise _invalid_model(built)
     if status == cp_model.INFEASIBLE:
         return SolveResult(None, True, seconds=time.perf_counter() - start)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
