@@ -869,7 +869,7 @@ def apply(
     from proxlb_opt.service import migration_gate
 
     from proxlb_opt.adapters.audit import AuditLog, secrets_of
-    from proxlb_opt.operations import apply_lock
+    from proxlb_opt.adapters.operations import apply_lock
 
     _setup_logging(verbose)
     steps: list[PlannedStep] = []

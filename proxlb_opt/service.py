@@ -25,7 +25,7 @@ whether it will be applied under "apply"), the apply steps (apply.Executor's, "i
 them), and "round" at the end of each round with its counts, what may still run in PVE, the rules
 left broken and the moves that repair them.
 
-Who else may run, what is recorded and what is shown (operations.py): a second service on this host
+Who else may run, what is recorded and what is shown (adapters/operations.py): a second service on this host
 refuses to start, each round that may migrate holds the run lock that `apply` holds too, every step
 goes to the audit log, and the events feed the Prometheus metrics.
 """
@@ -50,7 +50,7 @@ from proxlb_opt.config import Settings, load_settings
 from proxlb_opt.errors import ApplyError, ConfigError, ProxlbOptError, StoppedBySignal
 from proxlb_opt.history import History, MoveRecord
 from proxlb_opt.limits import loads_json
-from proxlb_opt.operations import ServiceWatch
+from proxlb_opt.adapters.operations import ServiceWatch
 from proxlb_opt.planner import PlanResult, make_plan
 from proxlb_opt.report import plan_dict
 
@@ -193,7 +193,7 @@ def _apply_log_level(settings: Settings) -> None:
 
 def run_service(config: Path, once: bool, dry_run: bool, emit: Callable[[dict], None], *,
                 round_fn: Callable[..., Round] = one_round) -> Round:
-    """The service loop, watched (operations.py): one instance per host (LockHeldError, exit 75, when another
+    """The service loop, watched (adapters/operations.py): one instance per host (LockHeldError, exit 75, when another
     service holds the instance lock), a run lock for each round that may migrate (a round that finds it held
     is skipped with that error), the audit log, and metrics."""
     with ServiceWatch(load_settings(config), dry_run) as watch:

@@ -29,7 +29,7 @@ from proxlb_opt.adapters.metrics import ServiceMetrics
 from proxlb_opt.apply import PlannedStep
 from proxlb_opt.config import parse_listen, settings_from_dict
 from proxlb_opt.errors import ConfigError, LockHeldError
-from proxlb_opt.operations import ServiceWatch, apply_lock
+from proxlb_opt.adapters.operations import ServiceWatch, apply_lock
 from proxlb_opt.service import Round, run_service
 
 ROOT = Path(__file__).resolve().parents[1]
