@@ -676,8 +676,9 @@ def pay_markdown(doc: dict) -> list[str]:
     if not rows:
         return []
     return ["", "## Moves that pay", "",
-            "The default plan (`max_migrations: auto`: the fewest moves that reach half the balanciness, then only "
-            "moves worth `min_gain_per_move` = 1 pp each) next to a fixed budget of 25 and ProxLB 2.3.0, at 10 s. "
+            "The default plan (`max_migrations: auto`: the fewest moves that reach half the balanciness, or as "
+            "close as the plans get when that is out of reach, then only moves worth `min_gain_per_move` = 1 pp "
+            "each) next to a fixed budget of 25 and ProxLB 2.3.0, at 10 s. "
             "Moves: migrations, mandatory ones included; GiB: memory copied.", "",
             "| instance | before pp | auto (default) | budget 25 | ProxLB 2.3.0 |", "|---|---:|---|---|---|", *rows]
 
