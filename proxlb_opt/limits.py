@@ -98,11 +98,26 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -2**63 <= value < 2**63:
+        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is outside the 64-bit integer range")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]}{'…' if len(text) > 20 else ''} is too large a number")
+    return value
+
+
 def loads_json(text: str, where: str, fail: Callable[[str], Exception]) -> Any:
-    """Strict JSON: NaN and Infinity are refused, nesting and size limited (`check_tree`). Syntax errors
-    raise `fail` with json's own one-line reason."""
+    """Strict JSON: NaN and Infinity are refused, and so are integers outside 64 bits and numbers that
+    overflow a float (1e400); nesting and size limited (`check_tree`). Syntax errors raise `fail` with
+    json's own one-line reason."""
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant, parse_int=_int64, parse_float=_finite_float)
     except RecursionError:
         raise fail(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
     except json.JSONDecodeError as exc:

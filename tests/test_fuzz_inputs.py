@@ -356,6 +356,16 @@ def test_plan_files(text):
     check_plan_file(text)
 
 
+@pytest.mark.parametrize("field, value", [("spread_before", "1" + "0" * 400), ("spread_after", "1e400"),
+                                          ("budget", "-" + "9" * 40)])
+def test_plan_files_with_numbers_beyond_64_bits(field, value):
+    """Found by test_plan_files_many in CI: a 10**400 in a plan file reached float() and ended in exit 70."""
+    text = json.dumps({**plan_target().plan, field: 0}).replace(f'"{field}": 0', f'"{field}": {value}', 1)
+    check_plan_file(text)
+    code, out, err = run_main(["apply", "--config", plan_target().config, "--plan", _write("big.json", text)])
+    assert code == 2 and "not valid JSON" in err
+
+
 @pytest.mark.slow
 @MANY
 @given(plan_documents())

@@ -35,8 +35,11 @@ def test_strict_json(text, message):
 
 
 def test_json_numbers_beyond_floats_are_refused_not_infinite():
-    # json reads 1e400 as inf: a finite-number check downstream refuses it; the reader itself must not crash
-    assert loads_json('{"a": 10000000000000000000000000}', "x", _fail) == {"a": 10**25}
+    # The reader refuses them itself: a plan file's 10**400 once reached float() in apply and ended in exit 70.
+    assert loads_json('{"a": 9223372036854775807, "b": 1e300}', "x", _fail) == {"a": 2**63 - 1, "b": 1e300}
+    for number in ("10000000000000000000000000", "1e400"):
+        with pytest.raises(InputError):
+            loads_json('{"a": %s}' % number, "x", _fail)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -161,3 +164,11 @@ def test_a_model_that_overflows_the_solver_is_an_input_error():
     assert "overflow" in model.validate().lower()
     error = _invalid_model(SimpleNamespace(model=model))
     assert isinstance(error, InputError) and error.exit_code == 2
+
+
+@pytest.mark.parametrize("number", ["1" + "0" * 400, "-" + "9" * 30, "1e400", "-1e999"])
+def test_json_numbers_out_of_range_are_refused_in_one_line(number):
+    with pytest.raises(InputError, match="plan.json: not valid JSON") as caught:
+        loads_json('{"spread_before": %s}' % number, "plan.json", InputError)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
