@@ -458,6 +458,11 @@ def _plot_curve(points, path: Path, name: str) -> None:
     ax2.set_ylabel("memory moved (GiB)")
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="center right")
+    _save_figure(plt, fig, path)
+
+
+def _save_figure(plt, fig, path: Path) -> None:
+    """Write a chart (PNG/SVG/PDF by the suffix); an unwritable path is one line, and the figure is freed."""
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=120)
@@ -777,13 +782,7 @@ def _what_if_plot(data: dict, path: Path) -> None:
         ax.set_ylabel("percent / percentage points")
         ax.set_title(f"{data['cluster']}: growth curve")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
-    finally:
-        plt.close(fig)
+    _save_figure(plt, fig, path)
 
 
 def _what_if_text(data: dict):

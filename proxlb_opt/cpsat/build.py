@@ -70,13 +70,7 @@ def _placement_variables(ctx: Context) -> list:
     ctx.vars_on_node = [[] for _ in range(n_nodes)]
     unplaced = []
     for g in np.flatnonzero(optional):
-        g = int(g)
-        row = []
-        for n in np.flatnonzero(ctx.domain[g]):
-            var = ctx.model.NewBoolVar(f"x[{g},{n}]")
-            ctx.x[(g, int(n))] = var
-            ctx.vars_on_node[n].append((g, var))
-            row.append(var)
+        row = _placement_row(ctx, int(g))
         if len(row) > 1:
             ctx.model.AddAtMostOne(row)
         unplaced.append(1 - sum(row) if row else 1)
@@ -86,15 +80,19 @@ def _placement_variables(ctx: Context) -> list:
         ctx.fixed_node[g] = ctx.cluster.guest_node[g]
         ctx.model.AddBoolOr([])
     for g in np.flatnonzero(counts > 1):
-        g = int(g)
-        row = []
-        for n in np.flatnonzero(ctx.domain[g]):
-            var = ctx.model.NewBoolVar(f"x[{g},{n}]")
-            ctx.x[(g, int(n))] = var
-            ctx.vars_on_node[n].append((g, var))
-            row.append(var)
-        ctx.model.AddExactlyOne(row)
+        ctx.model.AddExactlyOne(_placement_row(ctx, int(g)))
     return unplaced
+
+
+def _placement_row(ctx: Context, g: int) -> list:
+    """Guest g's placement literals x[g, n], one per node of its domain, registered with the context."""
+    row = []
+    for n in np.flatnonzero(ctx.domain[g]):
+        var = ctx.model.NewBoolVar(f"x[{g},{n}]")
+        ctx.x[(g, int(n))] = var
+        ctx.vars_on_node[n].append((g, var))
+        row.append(var)
+    return row
 
 
 def add_hint(ctx: Context, hint: np.ndarray) -> None:
