@@ -7,6 +7,8 @@ there. See models/FORMULATION.md, "Budget bound".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from proxlb_opt import check
@@ -22,6 +24,16 @@ def weighted_bound(problem: Problem, per_resource: dict[str, float]) -> float:
     """Per-resource spread bounds combined with the resource weights, like the weighted spread."""
     loads = problem.loads
     return sum(w * per_resource[r] for r, w in zip(loads.resources, loads.weights)) / sum(loads.weights)
+
+
+@dataclass(frozen=True)
+class MoveClasses:
+    """How a relaxation counts moves: `free` guests may leave and arrive without using the pool of
+    `budget` moves; `optional` guests each use one move of it."""
+
+    free: np.ndarray  # bool[g]
+    optional: np.ndarray  # bool[g]
+    budget: int
 
 
 def budget_bounds(problem: Problem) -> dict[str, float]:
@@ -40,12 +52,63 @@ def budget_bounds(problem: Problem) -> dict[str, float]:
     many moves as the cluster's largest optional guests take to cover the total gain.
     The smallest S for which some band passes is the bound (band starts on a grid, each cell tested
     optimistically, so the bound stays valid).
+
+    A second count of the same relaxation keeps apart the moves the rules' repair must spend (see
+    `repair_reserved`); the higher of the two bounds holds.
     """
     loads, rules = problem.loads, problem.rules
     if problem.allowance is None or np.flatnonzero(rules.eligible).size < 2:
         return {r: 0.0 for r in loads.resources}
-    budget = max(0, problem.allowance - int(rules.mandatory.sum()))
-    return {r: _band_bound(problem, loads.resource_index(r), budget) for r in loads.resources}
+    mandatory = int(rules.mandatory.sum())
+    plain = MoveClasses(free=rules.movable & rules.mandatory, optional=rules.movable & ~rules.mandatory,
+                        budget=max(0, problem.allowance - mandatory))
+    reserved = repair_reserved(problem)
+    out = {}
+    for r in loads.resources:
+        i = loads.resource_index(r)
+        out[r] = max([_band_bound(problem, i, classes) for classes in (plain, reserved) if classes is not None])
+    return out
+
+
+def repair_reserved(problem: Problem) -> MoveClasses | None:
+    """The relaxation with the repair's share of the allowance kept apart, or None when no rule reserves any.
+
+    A split affinity unit (no member mandatory) must end on one node: at least `size − most members on
+    one of its allowed nodes` of its members move. A crowded anti-affinity group must thin out: on each
+    node at least `members there − its per-node cap − mandatory members there` of its other members
+    leave. Counting only groups with no guest in common, those moves go to the groups' own members, so
+    the other optional guests share at most `allowance − mandatory − Σ reserved` moves. The relaxation
+    lets the counted groups' members move freely (any of them, anywhere allowed): every real plan is
+    one of its cases, so the bound stays valid, and it is far tighter where repairs eat most of a
+    small allowance (a budget-0 plan on a cluster with many broken rules).
+    """
+    rules, current = problem.rules, problem.current
+    counted = np.zeros(problem.cluster.n_guests, dtype=bool)
+    reserved = 0
+    for u, members in enumerate(problem.units):
+        if members.size < 2 or rules.mandatory[members].any():
+            continue
+        counts = np.bincount(current[members], minlength=problem.cluster.n_nodes)
+        if (counts > 0).sum() < 2:
+            continue
+        reserved += int(members.size - counts[problem.unit_allowed[u]].max(initial=0))
+        counted[members] = True
+    for group, members in zip(rules.anti_affinities, problem.anti_members):
+        if members.size == 0 or counted[members].any():
+            continue
+        on = current[members]
+        need = 0
+        for n in np.unique(on):
+            here = members[on == n]
+            need += max(0, here.size - group.per_node_cap - int(rules.mandatory[here].sum()))
+        if need:
+            reserved += need
+            counted[members[rules.movable[members] & ~rules.mandatory[members]]] = True
+    if not reserved:
+        return None
+    pool = problem.allowance - int(rules.mandatory.sum()) - reserved
+    return MoveClasses(free=rules.movable & (rules.mandatory | counted),
+                       optional=rules.movable & ~rules.mandatory & ~counted, budget=max(0, pool))
 
 
 def _final_mean_percent(problem: Problem, r: int) -> float | None:
@@ -62,15 +125,14 @@ def _final_mean_percent(problem: Problem, r: int) -> float | None:
     return 100.0 * total / float(loads.capacity[eligible, r].sum())
 
 
-def _band_bound(problem: Problem, r: int, budget: int) -> float:
+def _band_bound(problem: Problem, r: int, classes: MoveClasses) -> float:
     cluster, rules, loads = problem.cluster, problem.rules, problem.loads
+    budget, optional, free = classes.budget, classes.optional, classes.free
     eligible = np.flatnonzero(rules.eligible)
     current = np.asarray(cluster.guest_node)
     load = check.node_loads(problem, current)[:, r].astype(float)
     cap = loads.capacity[:, r].astype(float)
     demand = loads.demand[:, r].astype(float)
-    optional = rules.movable & ~rules.mandatory
-    free = rules.movable & rules.mandatory
     out_prefix, in_prefix, out_free, in_free = [], [], [], []
     for n in eligible:
         here = current == n

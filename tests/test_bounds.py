@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from proxlb_opt.bounds import budget_bound
+from proxlb_opt.bounds import budget_bound, repair_reserved
 from proxlb_opt.planner import make_plan
 from tests.builders import cluster, fast, guest, node, problem
 
@@ -55,6 +55,22 @@ def test_mandatory_guests_use_their_share_of_the_allowance():
     p = problem(c, fast(max_migrations=0, maintenance_nodes=("a",))).with_repair(2)
     # b at 40 %, c at 0 % before; c can get both small guests (20 %) at best: spread ≥ 20 pp.
     assert budget_bound(p) >= 19.8
+
+
+def test_repair_moves_are_kept_apart_from_the_balancing_pool():
+    # a holds six 10G guests (60 %); an affinity pair is split over b and c (1 % each). The repair joins
+    # the pair with one move, and budget 0 leaves no move for a: the spread stays about 60 pp. Counting
+    # the repair move as a free optional move (the plain count) would let a shed a guest.
+    busy = [guest(i, "a", "10G", memory_used="10G") for i in range(1, 7)]
+    pair = [guest(10 + i, n, "1G", memory_used="1G", tags=["plb_affinity_web"]) for i, n in enumerate("bc")]
+    c = cluster([node(n, "100G") for n in "abc"], busy + pair)
+    s = fast(max_migrations=0, balanciness=0.0)
+    result = make_plan(c, s)
+    p = result.problem
+    assert p.repair_moves == 1
+    assert repair_reserved(p).budget == 0
+    assert budget_bound(p) >= 57.0
+    assert budget_bound(p) <= result.spread_after + 1e-6
 
 
 def test_neighbourhood_search_plan_within_tolerance_of_a_proven_bound_is_optimal(monkeypatch):

@@ -182,6 +182,22 @@ def test_budget_bound_never_exceeds_the_optimum(data, budget):
     assert budget_bound(result.problem) <= result.spread_after + 1e-6
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=cluster_dicts(max_nodes=3, max_guests=7), budget=st.sampled_from([0, 1, 2]))
+def test_budget_bound_never_exceeds_exhaustive_search(data, budget):
+    """Both counts of the band relaxation (plain, and with the repair's moves kept apart) are lower bounds
+    of the best spread over every valid placement within the allowance; CP-SAT's cut plays no part here."""
+    c = build(data)
+    s = fast(max_migrations=budget, time_limit=3.0, balanciness=0.0)
+    try:
+        p = make_plan(c, s).problem
+    except (InfeasibleError, UnsafePlanError):
+        return
+    everything = _brute_force(p)
+    if everything:
+        assert budget_bound(p) <= min(entry[0] for entry in everything) + 1e-6
+
+
 def _grid_spread(p, placement):
     """The spread as the CP-SAT model measures it: max percent rounded up, min rounded down, in 0.01 pp."""
     load = check.node_loads(p, placement)
