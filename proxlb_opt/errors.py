@@ -129,6 +129,10 @@ _PATTERNS = (
     (re.compile(r"PVE%3A[^\s;,&]+", re.IGNORECASE), "PVE%3A" + MASK),
 )
 
+#: Every pattern above needs one of these words: one search decides for most strings (a plan's JSON
+#: has tens of thousands of them) that no pattern can match.
+_TRIGGER = re.compile(r"pve|csrf|authorization|password", re.IGNORECASE)
+
 
 def register_secret(value: Any) -> None:
     """Remember a secret (password, token secret, ticket) so that `scrub` removes it from any text."""
@@ -146,8 +150,9 @@ def scrub(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    if _TRIGGER.search(text):
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
     return text
 
 
