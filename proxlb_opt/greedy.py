@@ -169,9 +169,36 @@ def _pin_target(state: _ProxlbState, g: int, target: int | None) -> int | None:
 def unit_greedy(problem: Problem, start: np.ndarray, deadline: Deadline | None = None) -> np.ndarray:
     """From the valid placement `start` (the repair), move the best unit from the most to the least
     loaded node that can take one, while that lowers the spread; every rule and the allowance hold."""
+    return unit_greedy_path(problem, start, deadline).final
+
+
+@dataclass(frozen=True)
+class GreedyPath:
+    """The unit greedy's steps in order: a valid placement after every step, the spread falling at each."""
+
+    start: np.ndarray  # int64[g]
+    units: tuple[np.ndarray, ...]  # the members moved at each step
+    targets: tuple[int, ...]
+    moves: tuple[int, ...]  # guests away from their node (the allowance's count) after each step
+    final: np.ndarray
+
+    def within(self, allowance: int) -> np.ndarray:
+        """The placement after the last step whose move count fits `allowance` (the lowest spread that does:
+        the spread falls at every step); `start` when none does."""
+        last = max((i for i, m in enumerate(self.moves) if m <= allowance), default=-1)
+        placement = self.start.copy()
+        for members, target in zip(self.units[:last + 1], self.targets[:last + 1]):
+            placement[members] = target
+        return placement
+
+
+def unit_greedy_path(problem: Problem, start: np.ndarray, deadline: Deadline | None = None) -> GreedyPath:
+    """The unit greedy (see `unit_greedy`), step by step: with no allowance, one run gives a plan for every
+    budget (`GreedyPath.within`)."""
     occ = Occupancy(problem, start)
     eligible = problem.eligible_nodes
     allowance = problem.allowance
+    units, targets, moves = [], [], []
     while eligible.size >= 2 and (deadline is None or not deadline.expired()):
         if allowance is not None and occ.moves() >= allowance:
             break
@@ -179,7 +206,11 @@ def unit_greedy(problem: Problem, start: np.ndarray, deadline: Deadline | None =
         if move is None:
             break
         occ.move(problem.units[move[0]], move[1])
-    return occ.placement.copy()
+        units.append(problem.units[move[0]])
+        targets.append(move[1])
+        moves.append(occ.moves())
+    return GreedyPath(start=np.asarray(start, dtype=np.int64).copy(), units=tuple(units), targets=tuple(targets),
+                      moves=tuple(moves), final=occ.placement.copy())
 
 
 def _best_unit_move(problem: Problem, occ: Occupancy, allowance: int | None) -> tuple[int, int] | None:

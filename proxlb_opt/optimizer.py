@@ -43,6 +43,9 @@ log = logging.getLogger("proxlb_opt.optimizer")
 FULL_MODEL_MAX_VARS = 6000
 #: Share of the time left kept for diffing, sequencing and replay.
 SEQUENCING_SHARE = 0.1
+#: … and at least this much per move of the best incumbent (64 × 10,000: 0.2-0.35 ms per move to sequence,
+#: then the replay and the report; measured).
+SEQUENCING_SECONDS_PER_MOVE = 6e-4
 #: Shares of the time left for the repair's CP-SAT stage and for the incumbents (greedies + local search).
 REPAIR_SHARE = 0.25
 INCUMBENT_SHARE = 0.5
@@ -115,7 +118,11 @@ def optimize(problem: Problem, deadline: Deadline, repaired: RepairResult | None
     for name, placement in (("unit greedy", fair), ("band search", banded), ("local search", local)):
         _assert_valid(problem, placement, name)
 
-    placement, status, bound, cost_proven = _cpsat(problem, best, floors, bound, search, notes)
+    # Ordering and replaying a plan takes time in proportion to its moves: keep that much for it too (the
+    # fixed share is too little for thousands of moves).
+    ordering = SEQUENCING_SECONDS_PER_MOVE * check.move_count(problem, best)
+    cpsat_time = search.sub(deadline.remaining() - max(reserve, ordering))
+    placement, status, bound, cost_proven = _cpsat(problem, best, floors, bound, cpsat_time, notes)
     _progress("CP-SAT", problem, placement, deadline)
     candidates.append(placement)
     final = _best(problem, candidates)

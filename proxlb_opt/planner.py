@@ -19,17 +19,23 @@ from proxlb_opt.cluster import Cluster
 from proxlb_opt.config import AUTO, Settings
 from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import InfeasibleError, InternalError, SolveTimeoutError, UnsafePlanError
-from proxlb_opt.greedy import proxlb_greedy
+from proxlb_opt.greedy import GreedyPath, proxlb_greedy, unit_greedy_path
 from proxlb_opt.optimizer import FULL_MODEL_MAX_VARS, Outcome, optimize, variable_count
 from proxlb_opt.plan import Limits, Plan, TimeModel, check_plan, diff, sequence
 from proxlb_opt.problem import Problem, build_problem
-from proxlb_opt.repair import RepairResult, needs_repair
+from proxlb_opt.repair import RepairResult, needs_repair, tightened_limits
 from proxlb_opt.tradeoff import BudgetChoice, CurvePoint, choose_budget, sample_curve
 from proxlb_opt.triggers import balance_reasons, pressure_warnings
 
 SEQUENCING_RETRIES = 3
 #: Other valid placements of the same search tried when the best one has no safe order.
 ALTERNATIVES = 4
+#: Share of the time left that the budget ladder's one unlimited unit-greedy run may take.
+GREEDY_PATH_SHARE = 0.4
+#: The ladder is starved (see _Ladder) when a full plan overran its share by this many seconds and the
+#: time left is less than STARVED_PACE × the points still to come × that plan's time.
+STARVED_MIN_OVERRUN_S = 0.1
+STARVED_PACE = 1.0
 log = logging.getLogger("proxlb_opt.planner")
 
 
@@ -159,34 +165,94 @@ def plan_problem(problem: Problem, algorithm: str, deadline: Deadline, repaired:
 
 def _auto(problem: Problem, deadline: Deadline) -> PlanResult:
     """The plan at the budget that pays for itself: the curve is sampled by full plans at budgets 0, 1, 2, 4, …,
-    each starting from the largest smaller budget's plan and sharing the deadline (see tradeoff.py)."""
+    each starting from the largest smaller budget's plan and sharing the deadline (see tradeoff.py). When a
+    sample's fixed costs alone overrun its share of the time (a large cluster), the rest of the curve is read
+    off the unit greedy's path and the chosen budget gets one full plan with all the time left."""
     settings = problem.settings
     target = settings.target_spread if settings.target_spread is not None else settings.balanciness / 2
-    plans = _Ladder(problem, deadline)
+    plans = _Ladder(problem, deadline, path_when_starved=True)
     choice = choose_budget(plans.sample, int(problem.rules.movable.sum()), deadline.expired,
                            settings.min_gain_per_move, target)
-    result = plans.results[choice.budget]
+    result = plans.results.get(choice.budget) or plans.full_plan(choice.budget, deadline)
     note = f"max_migrations auto: {choice.why}"
-    if variable_count(problem) > FULL_MODEL_MAX_VARS:
+    if plans.path_from is not None:
+        note += (f" (budgets from {plans.path_from} on were read off the unit greedy's path, a valid plan at each, "
+                 f"as full plans did not fit their share of the time; the chosen one was then optimized)")
+    elif variable_count(problem) > FULL_MODEL_MAX_VARS:
         note += " (the curve was sampled with each budget's share of the time limit: an approximation)"
     return replace(result, budget_choice=choice, notes=result.notes + (note,))
 
 
-class _Ladder:
-    """Plans at increasing budgets, each started from the largest smaller budget's plan, one deadline."""
+@dataclass(frozen=True)
+class _PathPoint:
+    """A point of the curve read off the greedy path: what `tradeoff.Sample` needs."""
 
-    def __init__(self, problem: Problem, deadline: Deadline):
+    spread_after: float
+    moves: int
+    bound: float | None = None
+
+
+class _Ladder:
+    """Plans at increasing budgets, each started from the largest smaller budget's plan and from the unit
+    greedy's path cut at its allowance, one deadline.
+
+    The path (one unlimited unit-greedy run from the first plan's repair) gives every budget a valid start
+    at the greedy's level for the cost of one run: on a large, lopsided cluster each budget's share of the
+    time is too short for a search of its own, and without it every sample would stay at the repair. With
+    `path_when_starved`, once a full plan overruns its share (its fixed costs, such as sequencing thousands of
+    moves, exceed the share) and the points still to come would not fit the time left at that pace, later
+    samples are the path's points instead of full plans, leaving the rest of the time to the chosen one."""
+
+    def __init__(self, problem: Problem, deadline: Deadline, path_when_starved: bool = False):
         self.problem, self.deadline = problem, deadline
         self.results: dict[int, PlanResult] = {}
+        self.path: GreedyPath | None = None
+        self.path_when_starved = path_when_starved
+        self.starved = False
+        self.path_from: int | None = None  # the first budget read off the path
 
-    def sample(self, budget: int, left: int) -> PlanResult:
+    def sample(self, budget: int, left: int) -> PlanResult | _PathPoint:
         below = [b for b in self.results if b < budget]
         previous = self.results[max(below)] if below else None
-        share = self.deadline.sub(self.deadline.remaining() / max(1, left))
-        self.results[budget] = plan_problem(self.problem.with_budget(budget), "cpsat", share,
+        if self.starved and previous is not None and previous.repair is not None:
+            self.path_from = budget if self.path_from is None else self.path_from
+            placement = self._greedy_start(previous.repair, budget)[0]
+            return _PathPoint(spread_after=check.spread(self.problem, placement),
+                              moves=check.move_count(self.problem, placement))
+        starts: tuple[np.ndarray, ...] = ()
+        if previous is not None:
+            starts = (previous.placement,) + self._greedy_start(previous.repair, budget)
+        seconds = self.deadline.remaining() / max(1, left)
+        began = time.perf_counter()
+        self.results[budget] = plan_problem(self.problem.with_budget(budget), "cpsat", self.deadline.sub(seconds),
                                             repaired=None if previous is None else previous.repair,
-                                            starts=() if previous is None else (previous.placement,))
+                                            starts=starts)
+        elapsed = time.perf_counter() - began
+        if (self.path_when_starved and previous is not None and self.path is not None
+                and elapsed > seconds + STARVED_MIN_OVERRUN_S
+                and self.deadline.remaining() < STARVED_PACE * (left - 1) * elapsed):
+            self.starved = True
         return self.results[budget]
+
+    def full_plan(self, budget: int, deadline: Deadline) -> PlanResult:
+        """A full plan at a budget the curve read off the path: from the path and the largest plan below."""
+        previous = self.results[max(b for b in self.results if b < budget)]
+        starts = (previous.placement,) + self._greedy_start(previous.repair, budget)
+        self.results[budget] = plan_problem(self.problem.with_budget(budget), "cpsat", deadline,
+                                            repaired=previous.repair, starts=starts)
+        return self.results[budget]
+
+    def _greedy_start(self, repaired: RepairResult | None, budget: int) -> tuple[np.ndarray, ...]:
+        """The greedy path's placement within the repair's moves + `budget` (computed on first use)."""
+        if repaired is None:
+            return ()
+        if self.path is None:
+            # The limits every later sample's problem has (optimizer.optimize, same repair).
+            problem = self.problem.with_budget(None).with_repair(
+                repaired.allowance_moves, tightened_limits(self.problem, *repaired.placements()))
+            self.path = unit_greedy_path(problem, repaired.placement,
+                                         self.deadline.sub(self.deadline.remaining() * GREEDY_PATH_SHARE))
+        return (self.path.within(repaired.allowance_moves + budget),)
 
 
 def pareto_curve(cluster: Cluster, settings: Settings, deadline: Deadline | None = None) -> list[CurvePoint]:

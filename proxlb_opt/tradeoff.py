@@ -18,7 +18,8 @@ sampled, so the curve never rises). Two uses:
   reaches the target, the start is the fewest sampled budget within `min_gain_per_move` pp of the lowest
   spread sampled (`_closest_to_target`): balancing was called for, and on a large cluster one migration
   gains a fraction of a point, so a per-move threshold alone would move nothing. On large clusters
-  the samples are the planner's answers within their share of the time limit, so the curve (and the
+  the samples are the planner's answers within their share of the time limit, or points of the unit
+  greedy's path when a full plan does not fit its share (planner._Ladder), so the curve (and the
   choice) is an approximation of the true frontier; the notes say so.
 """
 

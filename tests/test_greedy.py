@@ -1,7 +1,7 @@
 import numpy as np
 
 from proxlb_opt import check
-from proxlb_opt.greedy import proxlb_greedy, unit_greedy
+from proxlb_opt.greedy import proxlb_greedy, unit_greedy, unit_greedy_path
 from proxlb_opt.planner import make_plan
 from proxlb_opt.repair import repair_heuristic
 from tests.builders import cluster, fast, guest, node, problem
@@ -81,3 +81,24 @@ def test_unit_greedy_starts_from_the_repair():
     placement = unit_greedy(p, _start(p))
     assert placement[0] == 1 and not check.violations(p, placement)
     assert check.spread(p, placement) == 0.0
+
+
+def test_greedy_path_gives_a_valid_plan_at_every_allowance():
+    # One unlimited run: cut at any allowance it is a valid placement within it, the spread falls as the
+    # allowance grows, and the whole path is the unlimited greedy's answer.
+    c = cluster([node(n) for n in "abcd"],
+                [guest(i, "a", f"{1 + i % 4}G", tags=["plb_affinity_web"] if i in (1, 2) else []) for i in range(1, 25)])
+    p = problem(c, fast(max_migrations=None))
+    start = _start(p)
+    path = unit_greedy_path(p, start)
+    assert len(path.targets) > 3
+    assert np.array_equal(path.final, unit_greedy(p, start))
+    spreads = []
+    for allowance in range(0, max(path.moves) + 2):
+        placement = path.within(allowance)
+        assert check.move_count(p, placement) <= allowance
+        assert not check.violations(p.with_budget(allowance), placement)
+        spreads.append(check.spread(p, placement))
+    assert all(b <= a + 1e-9 for a, b in zip(spreads, spreads[1:]))
+    assert np.array_equal(path.within(10_000), path.final)
+    assert np.array_equal(path.within(0), start)

@@ -108,3 +108,27 @@ def test_the_choice_is_a_sampled_point_that_no_smaller_budget_dominates(drops, s
         assert chosen <= target + 1e-9
     if target is not None and min(spreads.values()) > target:
         assert chosen <= min(spreads.values()) + min_gain + 1e-9
+
+
+# ----------------------------------------------------------------------------- the planner's ladder
+
+
+def test_a_starved_ladder_reads_the_rest_of_the_curve_off_the_greedy_path(monkeypatch):
+    """When full plans overrun their share of the time (forced here: every sample counts as starved), the
+    later budgets are the unit greedy's path points and the chosen budget gets one full plan: valid, and
+    no worse than the path's point it was chosen from."""
+    from proxlb_opt import check, planner
+    from proxlb_opt.planner import make_plan
+    from tests.builders import cluster, fast, guest, node
+
+    monkeypatch.setattr(planner, "STARVED_MIN_OVERRUN_S", -10.0)
+    monkeypatch.setattr(planner, "STARVED_PACE", 1e9)
+    c = cluster([node(n, "64G") for n in "abcdef"],
+                [guest(i, "ab"[i % 2], f"{1 + i % 3}G", memory_used=f"{1 + i % 3}G") for i in range(1, 41)])
+    result = make_plan(c, fast(time_limit=5.0))
+    note = next(n for n in result.notes if n.startswith("max_migrations auto"))
+    assert "read off the unit greedy's path" in note
+    assert not check.violations(result.problem, result.placement)
+    chosen = dict((b, spread) for b, spread, _ in result.budget_choice.sampled)[result.budget_choice.budget]
+    assert result.spread_after <= chosen + 1e-6
+    assert result.spread_after < check.spread(result.problem, c.guest_node)
