@@ -67,7 +67,7 @@ from proxlb_opt.config import Settings
 from proxlb_opt.errors import (ApplyError, CollectionError, InputError, InternalError, OutcomeUnknownError,
                                ProxlbOptError, StoppedBySignal)
 from proxlb_opt.feasibility import Occupancy
-from proxlb_opt.limits import MAX_SECONDS, MAX_VMID, MAX_WAVE
+from proxlb_opt.limits import MAX_SECONDS, MAX_VMID, MAX_WAVE, is_decimal
 from proxlb_opt.problem import build_problem
 
 log = logging.getLogger("proxlb_opt.apply")
@@ -651,7 +651,7 @@ class Executor:
         """with-conntrack-state exists from PVE 9 on; asked once per run."""
         if self._is_pve9 is None:
             major = pve_version(self.client).split(".")[0]
-            self._is_pve9 = major.isdigit() and int(major) >= 9
+            self._is_pve9 = is_decimal(major) and int(major) >= 9
         return self._is_pve9
 
     # ------------------------------------------------------------------ waiting

@@ -43,7 +43,7 @@ from proxlb_opt.config import ALGORITHMS, METHODS, MODES, Settings, load_setting
 from proxlb_opt.deadline import Deadline
 from proxlb_opt.errors import (ConfigError, InfeasibleError, InputError, InternalError, ProxlbOptError,
                                StoppedBySignal, scrub, scrub_data)
-from proxlb_opt.limits import MAX_SECONDS, MAX_WORKERS, dumps as json_dumps, loads_json
+from proxlb_opt.limits import MAX_SECONDS, MAX_WORKERS, dumps as json_dumps, is_decimal, loads_json
 
 try:  # typer ≥ 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -146,11 +146,20 @@ def _stdout_width() -> int:
     if sys.stdout.isatty():
         return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
     columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and int(columns) >= 40 else DEFAULT_WIDTH
+    return int(columns) if is_decimal(columns) and int(columns) >= 40 else DEFAULT_WIDTH
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False, width=_stdout_width())
+    return Console(highlight=False, soft_wrap=False, width=_stdout_width(), height=_terminal_size(sys.stdout).lines)
+
+
+def _terminal_size(stream) -> os.terminal_size:
+    """The stream's terminal size, or 80 × 24. Given to rich explicitly: rich reads COLUMNS and LINES itself
+    with str.isdigit and crashes on a value such as "²"."""
+    try:
+        return os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return os.terminal_size((80, 24))
 
 
 def _setup_logging(verbose: bool, level: str | int | None = None) -> None:
@@ -1115,7 +1124,8 @@ def _event_printer(as_json: bool, steps):
     """Where apply events go: JSON lines, a progress bar on a terminal, or plain lines (logs, cron)."""
     if as_json:
         return _json_line
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    size = _terminal_size(sys.stderr)
+    console = Console(stderr=True, highlight=False, soft_wrap=True, width=size.columns, height=size.lines)
     clock = _WaveClock(steps)
     progress = None
     if console.is_terminal:

@@ -17,7 +17,7 @@ import yaml
 
 from proxlb_opt.config import closest_key, read_yaml
 from proxlb_opt.errors import ModelError
-from proxlb_opt.limits import MAX_VMID, dumps, loads_json
+from proxlb_opt.limits import MAX_VMID, dumps, is_decimal, loads_json
 from proxlb_opt.units import parse_cores_milli, parse_size_mib
 
 MODEL_VERSION = 1
@@ -284,7 +284,7 @@ def cluster_from_dict(data: Mapping, source: str = "<model>") -> Cluster:
     r = _Reader(source)
     r.keys(data, TOP_KEYS, "top level")
     version = data.get("version", MODEL_VERSION)
-    if isinstance(version, str) and version.strip().isdigit():
+    if isinstance(version, str) and is_decimal(version.strip()):
         version = int(version)
     if version != MODEL_VERSION:
         raise r.fail("version", f"unsupported model version {version!r} (this proxlb-opt reads version {MODEL_VERSION})")

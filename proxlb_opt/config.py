@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from proxlb_opt.errors import ConfigError, register_secret
-from proxlb_opt.limits import MAX_CORES, MAX_INT32, MAX_SECONDS, MAX_SIZE_MIB, MAX_WORKERS, check_tree
+from proxlb_opt.limits import MAX_CORES, MAX_INT32, MAX_SECONDS, MAX_SIZE_MIB, MAX_WORKERS, check_tree, is_decimal
 from proxlb_opt.schedule import MaintenanceSchedule, parse_schedule
 
 RESOURCES = ("memory", "cpu", "disk")
@@ -671,7 +671,7 @@ def _operations_values(section: Mapping, source: str) -> dict[str, Any]:
 def parse_listen(value: Any, where: str) -> tuple[str, int]:
     """`HOST:PORT`, `[IPv6]:PORT`, or a port alone (loopback: 127.0.0.1) → (host, port)."""
     text = str(value).strip()
-    if text.isdigit():
+    if is_decimal(text):
         host, port = "127.0.0.1", text
     elif text.startswith("[") and "]:" in text:
         host, port = text[1:].split("]:", 1)
@@ -679,7 +679,7 @@ def parse_listen(value: Any, where: str) -> tuple[str, int]:
         host, port = text.split(":", 1)
     else:
         raise ConfigError(f"{where}: expected HOST:PORT, [IPv6]:PORT or a port, got {value!r}")
-    if not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+    if not is_decimal(port) or not 0 <= int(port) <= 65535 or not host:
         raise ConfigError(f"{where}: expected HOST:PORT with a port from 0 to 65535, got {value!r}")
     return host, int(port)
 

@@ -42,6 +42,11 @@ MAX_WAVE = 1_000_000
 MAX_NEW_GUESTS = 10_000
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts "²" or "٣", which `int()` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def check_tree(data: Any, where: str, fail: Callable[[str], Exception]) -> Any:
     """`data` (parsed JSON/YAML) if it nests at most MAX_DEPTH deep, holds at most MAX_VALUES values once
     aliases are expanded and has no string that is not valid Unicode (lone surrogates from \\u escapes);

@@ -314,3 +314,11 @@ def test_plan_explain_says_why_a_guest_moves_or_stays(model):
     assert text.returncode == 0 and "pin" in text.stdout.lower()
     missing = run("plan", "--model", model, "--workers", "1", "--time-limit", "5", "--explain", 999)
     assert missing.returncode == 2 and "no guest 999" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_columns_that_are_not_ascii_digits_are_ignored():
+    # rich reads COLUMNS and LINES with str.isdigit, which takes "²", then int() fails: exit 70 before.
+    out = run_env("plan", "--model", MODELS / "demo.yaml", "--workers", "1", "--time-limit", "2",
+                  env={"COLUMNS": "²", "LINES": "³"})
+    assert out.returncode == 0, out.stderr
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80

@@ -110,6 +110,11 @@ def test_model_files_many(text, algorithm):
     check_model(text, algorithm)
 
 
+def test_model_file_with_a_superscript_version():
+    # Found by test_model_files_many: "²" passed str.isdigit() and then int() raised (exit 70).
+    check_model(yaml.safe_dump({**MODEL, "version": "²"}, allow_unicode=True), "cpsat")
+
+
 # ----------------------------------------------------------------------------- 2. proxlb.yaml configs
 
 

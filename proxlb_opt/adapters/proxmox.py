@@ -46,6 +46,7 @@ from proxmoxer.core import AuthenticationError, ResourceException
 from proxlb_opt.cluster import PSI_RESOURCES, Cluster, cluster_from_dict
 from proxlb_opt.config import ApiSettings, Settings
 from proxlb_opt.errors import CollectionError, ModelError
+from proxlb_opt.limits import is_decimal
 
 log = logging.getLogger("proxlb_opt.adapters.proxmox")
 
@@ -407,7 +408,7 @@ def _ha_resources(client: ProxmoxClient) -> dict[int, bool]:
     for item in _optional_list(client, "cluster/ha/resources"):
         sid = str(item.get("sid", ""))
         number = sid.rpartition(":")[2]
-        if number.isdigit() and item.get("state") != "ignored":
+        if is_decimal(number) and item.get("state") != "ignored":
             vmids[int(number)] = str(item.get("auto-rebalance", 1)).lower() not in ("0", "false")
     return vmids
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from proxlb_opt.limits import is_decimal
 from proxlb_opt.simulator import views
 from proxlb_opt.simulator.state import GuestRec, PveError, SimState, Snapshot, config_path, param_error
 
@@ -61,8 +62,8 @@ def _enum(params: Mapping[str, str], key: str, allowed: tuple[str, ...]) -> str 
 
 def _vmid(call: Call) -> int:
     text = call.args["vmid"]
-    if not text.isdigit() or not 100 <= int(text) <= 999_999_999:
-        raise param_error(vmid=f"type check ('integer') failed - got '{text}'" if not text.isdigit()
+    if not is_decimal(text) or not 100 <= int(text) <= 999_999_999:
+        raise param_error(vmid=f"type check ('integer') failed - got '{text}'" if not is_decimal(text)
                           else "value must have a minimum value of 100")
     return int(text)
 

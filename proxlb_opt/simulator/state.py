@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from proxlb_opt.cluster import Cluster, HaRule, with_placement
+from proxlb_opt.limits import is_decimal
 from proxlb_opt.simulator import ha, psi
 from proxlb_opt.simulator.faults import TASK_ERROR_DEFAULT, Faults, NodeEvent, RequestFault
 
@@ -627,7 +628,7 @@ class SimState:
         return node
 
     def _pressure_key(self, target: str | int) -> PressureKey:
-        if isinstance(target, str) and not target.isdigit():
+        if isinstance(target, str) and not is_decimal(target):
             if target not in {n.name for n in self._nodes}:
                 raise ValueError(f"no node {target!r}")
             return ("node", target)

@@ -18,6 +18,7 @@ import math
 import time
 from typing import Any, Iterable, Mapping
 
+from proxlb_opt.limits import is_decimal
 from proxlb_opt.simulator import ha, psi
 from proxlb_opt.simulator.state import (LOCAL_STORAGE, MIB, SHARED_STORAGE, GuestRec, NodeRec, PveError, Snapshot,
                                         TaskRec, param_error, volume_id)
@@ -49,7 +50,7 @@ def tags_text(tags: Iterable[str]) -> str:
 def at_least(snap: Snapshot, wanted: str) -> bool:
     """Whether the simulated PVE version is `wanted` or newer ("9.2", "9.2.6")."""
     def parts(text: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in text.split(".") if p.isdigit())
+        return tuple(int(p) for p in text.split(".") if is_decimal(p))
     have, need = parts(snap.pve_version), parts(wanted)
     return have + (0,) * (len(need) - len(have)) >= need
 
