@@ -85,14 +85,9 @@ def repair_reserved(problem: Problem) -> MoveClasses | None:
     rules, current = problem.rules, problem.current
     counted = np.zeros(problem.cluster.n_guests, dtype=bool)
     reserved = 0
-    for u, members in enumerate(problem.units):
-        if members.size < 2 or rules.mandatory[members].any():
-            continue
-        counts = np.bincount(current[members], minlength=problem.cluster.n_nodes)
-        if (counts > 0).sum() < 2:
-            continue
-        reserved += int(members.size - counts[problem.unit_allowed[u]].max(initial=0))
-        counted[members] = True
+    for u, moves in problem.split_units:
+        reserved += moves
+        counted[problem.units[u]] = True
     for group, members in zip(rules.anti_affinities, problem.anti_members):
         if members.size == 0 or counted[members].any():
             continue

@@ -257,6 +257,20 @@ class Problem:
         return _ro(unit), _ro(group), _ro(count)
 
     @cached_property
+    def split_units(self) -> tuple[tuple[int, int], ...]:
+        """(unit, fewest members that must move) for every affinity unit split over nodes with no mandatory
+        member: it ends on one allowed node, so all but the most members on one of those move."""
+        out = []
+        current = self.current
+        for u, members in enumerate(self.units):
+            if members.size < 2 or self.rules.mandatory[members].any():
+                continue
+            counts = np.bincount(current[members], minlength=self.cluster.n_nodes)
+            if (counts > 0).sum() > 1:
+                out.append((u, int(members.size - counts[self.unit_allowed[u]].max(initial=0))))
+        return tuple(out)
+
+    @cached_property
     def unit_allowed(self) -> np.ndarray:
         """bool[u, n]: nodes where every member of the unit may run."""
         out = np.ones((len(self.units), self.cluster.n_nodes), dtype=bool)

@@ -287,14 +287,4 @@ def repair_exact(problem: Problem, solver: SolverSettings, time_limit: float,
 def lower_bound_moves(problem: Problem) -> int:
     """Moves any repair needs at least: every guest off its allowed nodes, plus per split affinity unit
     the members not on the node that holds most of them (when that node is allowed)."""
-    rules = problem.rules
-    needed = int(rules.mandatory.sum())
-    current = problem.current
-    for members in problem.units:
-        if members.size < 2 or rules.mandatory[members].any():
-            continue
-        counts = np.bincount(current[members], minlength=problem.cluster.n_nodes)
-        if (counts > 0).sum() > 1:
-            best = counts[problem.unit_allowed[problem.unit_of[members[0]]]].max(initial=0)
-            needed += int(members.size - best)
-    return needed
+    return int(problem.rules.mandatory.sum()) + sum(moves for _, moves in problem.split_units)
