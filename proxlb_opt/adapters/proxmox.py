@@ -91,6 +91,11 @@ class AnswerLost(CollectionError):
     """A write (POST) was sent but its answer never came: it may have been carried out. Never repeated here."""
 
 
+class AnswerUnreadable(AnswerLost):
+    """A write was answered with success but not with what it returns (a migrate without a UPID): it may
+    well have been carried out, so it is treated as a lost answer."""
+
+
 class AuthError(CollectionError):
     """The API refused the credentials (a token, or a fresh login's ticket): one line, no retry."""
 
@@ -673,7 +678,7 @@ def start_migration(client: ProxmoxClient, vmid: int, guest_type: str, source: s
         params.update(restart=1, timeout=int(restart_timeout))
     upid = client.post(f"nodes/{source}/{kind}/{vmid}/migrate", **params)
     if not isinstance(upid, str) or not upid.startswith("UPID:"):
-        raise ApiCallError(500, f"unexpected answer to migrate: {upid!r}")
+        raise AnswerUnreadable(f"POST /nodes/{source}/{kind}/{vmid}/migrate: unexpected answer {str(upid)[:200]!r}")
     return upid
 
 

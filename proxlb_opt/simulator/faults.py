@@ -2,7 +2,7 @@
 
 Owns the fault vocabulary: `Faults` (everything that can go wrong, replaced as a whole at run
 time), `RequestFault` (what a matching HTTP request gets instead of its normal answer: an error,
-a lost response, an empty list, or an error echoing its headers), `NodeEvent` (a node entering
+a lost response, an empty list, an error echoing its headers, or data of the wrong shape), `NodeEvent` (a node entering
 HA maintenance, leaving it, going offline or coming back, after N migrate calls or at a moment),
 and the texts PVE uses for them. The counters behind "the first N" and "every k-th" live in
 SimState, which applies the faults; the server turns a request fault into an answer.
@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 TASK_ERROR_DEFAULT = "migration problems"
 STORAGE_ERROR_DEFAULT = ""  # "": the failed `pvesm export | ssh … pvesm import` pipe PVE reports for the volume
-REQUEST_ACTIONS = ("error", "lost", "late", "empty", "echo")
+REQUEST_ACTIONS = ("error", "lost", "late", "empty", "echo", "garbled")
 NODE_STATES = ("maintenance", "active", "offline", "online")
 
 # pveproxy's own wording where PVE has one; other statuses get the standard phrase.
@@ -57,7 +57,8 @@ class RequestFault:
     connection without an answer; "late" processes it and then answers the error all the same (a
     proxy's 504 after PVE did the work); "empty" answers `[]` where the answer is a list; "echo" answers
     `status` with a message that repeats the request headers and body, secrets included (a canary for
-    clients that must never print them).
+    clients that must never print them); "garbled" processes the request and answers 200 with data of the
+    wrong shape (fields of the wrong types, unknown values: a proxy or a PVE bug a client must survive).
     """
 
     path: str = "*"

@@ -4,7 +4,7 @@ Owns the transport: TLS with a throwaway CA (trustme), HTTP/1.1 keep-alive, PVE'
 (the message in the reason phrase AND in the body, which proxmoxer relies on), request counting
 per path template, and how faults reach the wire: delays, dropped connections, and the request
 faults (an HTTP error instead of an answer, a lost answer after the work was done, an emptied
-list, an error echoing the request headers). Everything the API answers comes from api.py over
+list, an error echoing the request headers, a success answer of the wrong shape). Everything the API answers comes from api.py over
 the state in state.py; which request a fault hits is decided there (faults.py, SimState).
 """
 
@@ -128,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.action == "empty" and isinstance(payload[2].get("data"), list):
             payload = (200, "OK", {"data": []})
+        if fault is not None and fault.action == "garbled" and payload[0] == 200:
+            payload = (200, "OK", {"data": _garbled(payload[2].get("data"))})
         self._send(*payload)
 
     def _process(self, app: SimulatorServer, method: str, rel: str, params: dict[str, str]) -> tuple[int, str, Any]:
@@ -175,6 +177,15 @@ def _error_body(exc: PveError) -> dict[str, Any]:
     if exc.errors:
         payload["errors"] = exc.errors
     return payload
+
+
+def _garbled(data: Any) -> Any:
+    """The answer's data with every field of the wrong type (lists keep one garbled item and gain junk)."""
+    if isinstance(data, dict):
+        return {key: (["?"] if isinstance(value, (str, int, float)) else "?") for key, value in data.items()}
+    if isinstance(data, list):
+        return [_garbled(data[0]) if data else None, "?", None, 7]
+    return {"unexpected": [data]}
 
 
 def _fault_error(fault: RequestFault, headers: Any, body: bytes = b"") -> PveError:
