@@ -385,19 +385,30 @@ def _get_list(client: ProxmoxClient, path: str, **params: Any) -> list[dict]:
         answer = client.get(path, **params)
     except ApiCallError as exc:
         raise CollectionError(f"GET /{path} failed: {exc.status} {exc.message}") from None
-    if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+    return _list_of_objects(answer, path)
+
+
+def _list_of_objects(answer: Any, path: str) -> list[dict]:
+    """`answer` if it is a list of objects, as every list endpoint we read returns; else a collection error."""
+    if not isinstance(answer, list):
         raise CollectionError(f"GET /{path}: expected a list of objects, got {type(answer).__name__}")
+    odd = next((item for item in answer if not isinstance(item, dict)), answer)
+    if odd is not answer:
+        raise CollectionError(f"GET /{path}: expected a list of objects, got a list holding "
+                              f"{'null' if odd is None else type(odd).__name__}")
     return answer
 
 
-def _optional_list(client: ProxmoxClient, path: str) -> list:
-    """Endpoints that older PVE versions lack or that die on fresh clusters (HA groups/rules)."""
+def _optional_list(client: ProxmoxClient, path: str) -> list[dict]:
+    """Endpoints that older PVE versions lack or that die on fresh clusters (HA groups/rules): an error is
+    an empty list, but an answer that is not a list of objects is refused like any other (dropping its odd
+    items would plan as if the HA rules it lists did not exist)."""
     try:
         answer = client.get(path)
     except ApiCallError as exc:
         log.debug("GET /%s unavailable (%s); treated as empty", path, exc)
         return []
-    return [item for item in answer if isinstance(item, dict)] if isinstance(answer, list) else []
+    return _list_of_objects(answer, path)
 
 
 def _cluster_name(client: ProxmoxClient) -> str:
